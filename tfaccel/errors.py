@@ -1,0 +1,22 @@
+"""Errors that tfaccel raises for a user's mistake.
+
+The CLI prints a `UserError` as one line, with no traceback, and exits with
+code 2. Library users can catch it like any `ValueError`.
+"""
+
+
+class UserError(ValueError):
+    """A mistake in the user's input: names the problem and how to fix it."""
+
+
+class MissingExtraError(UserError, ImportError):
+    """An optional dependency is missing; the message names the pip extra."""
+
+
+def missing_extra(module, extra):
+    """Returns a `MissingExtraError` for `module`, naming the pip `extra`."""
+    return MissingExtraError(
+        f"The optional dependency '{module}' is not installed. "
+        f"Install it with: pip install 'tfaccel[{extra}]'. "
+        f"Received: module={module}"
+    )
