@@ -1,0 +1,383 @@
+"""The recipe format, version 1, as pydantic models.
+
+A recipe is a YAML file that `tfaccel run` turns into a whole pipeline:
+baseline, compression stages, export and benchmark. Load one with
+`tfaccel.recipe.loader.load_recipe`; this module only defines its shape.
+
+Every model refuses unknown keys and does not coerce types, so a typo or a
+quoted number is an error, not a silent default. This module imports only
+pydantic (no TensorFlow), so validation is fast.
+
+Write the JSON Schema for editors with:
+
+    python -m tfaccel.recipe.schema > recipes/schema.json
+"""
+
+import json
+import pathlib
+import re
+import sys
+from typing import Annotated, Literal
+
+import pydantic
+from pydantic import Field
+from pydantic_core import PydanticCustomError
+
+from tfaccel.errors import UserError
+from tfaccel.recipe.registry import ModifierField
+
+SUPPORTED_VERSIONS = (1,)
+
+EXPORT_FORMATS = (
+    "saved_model",
+    "tflite_fp32",
+    "tflite_fp16",
+    "tflite_dynamic",
+    "tflite_int8",
+    "onnx",
+    "onnx_int8",
+    "tensorrt",
+    "keras",
+)
+
+ExportFormat = Literal[EXPORT_FORMATS]
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_STAGE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_OVERRIDE_KEY = re.compile(r"[a-z_][a-z0-9_]*")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _float_from_yaml(value):
+    # PyYAML reads `1e-3` (no dot) as a string; accept it as the number it is.
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
+def _list_or_empty(value):
+    # `stages:` with nothing after it is None in YAML; read it as empty.
+    return [] if value is None else value
+
+
+def _yaml_float(**constraints):
+    # Constraints sit inside the Annotated so the JSON Schema shows them.
+    return Annotated[
+        float, Field(**constraints), pydantic.BeforeValidator(_float_from_yaml)
+    ]
+
+
+def check_relative_path(value):
+    """Checks that `value` is a relative path that cannot climb out of its root.
+
+    Args:
+        value: a path string from a recipe.
+
+    Returns:
+        `value`, unchanged.
+
+    Raises:
+        ValueError: the path is empty, absolute, uses backslashes or has a
+            `..` component.
+    """
+    if not value or "\x00" in value:
+        raise ValueError("must be a non-empty relative path")
+    if "\\" in value:
+        raise ValueError("must use '/' as the path separator, not '\\'")
+    path = pathlib.PurePosixPath(value)
+    if path.is_absolute() or pathlib.PureWindowsPath(value).drive:
+        raise ValueError("must be a relative path, not an absolute one")
+    if ".." in path.parts:
+        raise ValueError("must not contain '..' components")
+    return value
+
+
+def _error_at(key, message, value):
+    # A ValidationError raised in a validator keeps its location, here `key`.
+    error = PydanticCustomError("value_error", message)
+    return pydantic.ValidationError.from_exception_data(
+        "Recipe", [{"type": error, "loc": (key,), "input": value}]
+    )
+
+
+RelativePath = Annotated[str, pydantic.AfterValidator(check_relative_path)]
+
+
+class _Config(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+class TaskConfig(_Config):
+    """The dataset and metrics to train and score on."""
+
+    name: Literal["g2p", "translation"] = Field(
+        description="g2p: CMUdict word to phonemes (WER, PER); "
+        "translation: KJV English to RV1909 Spanish (BLEU, chrF)."
+    )
+    max_examples: int | None = Field(
+        default=None, gt=0, description="Use at most this many examples per split."
+    )
+
+
+class ModelConfig(_Config):
+    """The model to compress: a preset to build and train, or a saved model."""
+
+    preset: Literal["tiny", "small", "base"] | None = Field(
+        default=None, description="Reference encoder-decoder size to build."
+    )
+    path: RelativePath | None = Field(
+        default=None, description="Relative path of a .keras file to load."
+    )
+    overrides: dict[str, int | float | bool | str] = Field(
+        default_factory=dict,
+        description="Preset arguments to change, e.g. {num_layers: 2}.",
+        json_schema_extra={"propertyNames": {"pattern": f"^{_OVERRIDE_KEY.pattern}$"}},
+    )
+
+    @pydantic.field_validator("path")
+    @classmethod
+    def _keras_file(cls, value):
+        if value is not None and not value.endswith(".keras"):
+            raise ValueError("must name a .keras file")
+        return value
+
+    @pydantic.field_validator("overrides", mode="before")
+    @classmethod
+    def _scalar_overrides(cls, value):
+        for key, item in value.items() if isinstance(value, dict) else ():
+            if not isinstance(key, str) or not _OVERRIDE_KEY.fullmatch(key):
+                raise _error_at(key, "override key should match [a-z_][a-z0-9_]*", key)
+            if not isinstance(item, int | float | bool | str):
+                raise _error_at(key, "should be a number, bool or string", item)
+        return {} if value is None else value
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self):
+        if (self.preset is None) == (self.path is None):
+            raise ValueError("give exactly one of 'preset' or 'path'")
+        if self.path is not None and self.overrides:
+            raise ValueError("'overrides' only applies to a 'preset'")
+        return self
+
+
+class BaselineConfig(_Config):
+    """How to train the fp32 baseline when it is not cached."""
+
+    epochs: int = Field(default=12, ge=0, description="Training epochs.")
+    cache: bool = Field(
+        default=True, description="Reuse a baseline trained with the same settings."
+    )
+    batch_size: int = Field(default=128, gt=0, description="Global batch size.")
+    learning_rate: _yaml_float(gt=0) = Field(
+        default=0.002, description="Peak learning rate."
+    )
+    warmup_steps: int | None = Field(
+        default=None, ge=0, description="Linear warmup steps; default: the trainer's."
+    )
+
+
+class DistributeConfig(_Config):
+    """Where training runs."""
+
+    strategy: Literal["none", "mirrored", "multi_worker", "auto"] = Field(
+        default="none",
+        description="none: one device; mirrored: all local GPUs; multi_worker: "
+        "machines from TF_CONFIG; auto: pick from what is available.",
+    )
+
+
+class StageConfig(_Config):
+    """One compression stage: fine-tune with its modifiers applied."""
+
+    name: str = Field(
+        description="Stage name, unique in the recipe.",
+        pattern=f"^{_STAGE_NAME.pattern}$",
+    )
+    epochs: int = Field(ge=1, description="Fine-tuning epochs for this stage.")
+    modifiers: Annotated[
+        list[ModifierField], pydantic.BeforeValidator(_list_or_empty)
+    ] = Field(
+        default_factory=list,
+        description="Techniques to apply, each picked by its 'type'.",
+    )
+
+
+class BenchmarkConfig(_Config):
+    """How to time whole-sequence generation on each exported runtime."""
+
+    batch_sizes: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [1, 16], min_length=1, description="Batch sizes."
+    )
+    warmup: int = Field(default=5, ge=0, description="Untimed runs first.")
+    repeats: int = Field(default=30, ge=1, description="Timed runs per batch size.")
+
+
+class AssertConfig(_Config):
+    """Limits the run must meet; a miss fails the run after the report."""
+
+    max_wer_increase: _yaml_float(ge=0) | None = Field(
+        default=None, description="Most WER may rise, in percentage points."
+    )
+    max_per_increase: _yaml_float(ge=0) | None = Field(
+        default=None, description="Most PER may rise, in percentage points."
+    )
+    max_bleu_decrease: _yaml_float(ge=0) | None = Field(
+        default=None, description="Most BLEU may fall, in BLEU points."
+    )
+    min_sparsity: _yaml_float(ge=0, le=1) | None = Field(
+        default=None, description="Least fraction of zero weights."
+    )
+
+
+class RecipeError(UserError):
+    """A recipe is unreadable or invalid; the message is one line for people.
+
+    It reads `<file>: <key.path>: <problem>; got <value>; allowed: <values>`.
+    """
+
+
+class Recipe(_Config):
+    """A tfaccel recipe, version 1: the whole compression pipeline in one file.
+
+    Example:
+
+    ```python
+    recipe = load_recipe("recipes/g2p-baseline.yaml")
+    recipe.run_dir()  # PosixPath('/.../savedmodels/g2p-baseline')
+    ```
+    """
+
+    model_config = pydantic.ConfigDict(serialize_by_alias=True)
+
+    version: Literal[SUPPORTED_VERSIONS] = Field(
+        description="Recipe format version; this tfaccel reads version 1."
+    )
+    name: str = Field(
+        max_length=100,
+        pattern=f"^{_NAME.pattern}$",
+        description="Run name, also the output folder name under output_dir.",
+    )
+    task: TaskConfig = Field(description="Dataset and metrics.")
+    model: ModelConfig = Field(description="Model to compress.")
+    baseline: BaselineConfig = Field(
+        default_factory=BaselineConfig, description="Baseline training."
+    )
+    distribute: DistributeConfig = Field(
+        default_factory=DistributeConfig, description="Distribution strategy."
+    )
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        default="float32", description="Keras dtype policy for training."
+    )
+    stages: Annotated[list[StageConfig], pydantic.BeforeValidator(_list_or_empty)] = (
+        Field(default_factory=list, description="Compression stages, run in order.")
+    )
+    export: Annotated[list[ExportFormat], pydantic.BeforeValidator(_list_or_empty)] = (
+        Field(default_factory=list, description="Formats to export and verify.")
+    )
+    benchmark: BenchmarkConfig | None = Field(
+        default=None, description="Generation benchmark; omit to skip it."
+    )
+    assert_: AssertConfig | None = Field(
+        default=None, alias="assert", description="Limits the run must meet."
+    )
+    output_dir: RelativePath = Field(
+        default="savedmodels", description="Relative folder that holds run folders."
+    )
+
+    _source: str = pydantic.PrivateAttr(default="<string>")
+
+    @pydantic.field_validator("version", mode="before")
+    @classmethod
+    def _supported_version(cls, value):
+        if value not in SUPPORTED_VERSIONS or isinstance(value, bool):
+            raise PydanticCustomError(
+                "unsupported_version",
+                "unsupported recipe version",
+                {"allowed": ", ".join(map(str, SUPPORTED_VERSIONS))},
+            )
+        return value
+
+    @pydantic.field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, value):
+        if isinstance(value, str) and (
+            not _NAME.fullmatch(value) or ".." in value or len(value) > 100
+        ):
+            raise PydanticCustomError(
+                "run_name",
+                "not a valid run name (it names the output folder)",
+                {"allowed": f"{_NAME.pattern} without '..', at most 100 characters"},
+            )
+        return value
+
+    @pydantic.field_validator("stages")
+    @classmethod
+    def _unique_stages(cls, stages):
+        names = [stage.name for stage in stages]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"stage names must be unique; '{name}' repeats")
+        return stages
+
+    @pydantic.field_validator("export")
+    @classmethod
+    def _unique_formats(cls, formats):
+        for index, name in enumerate(formats):
+            if name in formats[:index]:
+                raise ValueError(f"export formats must be unique; '{name}' repeats")
+        return formats
+
+    def run_dir(self, root="."):
+        """Returns the output folder `root/output_dir/name`, made absolute.
+
+        Args:
+            root: the folder that `output_dir` is relative to.
+
+        Returns:
+            A `pathlib.Path` inside `root`. It may not exist yet.
+
+        Raises:
+            RecipeError: a component below `root` is a symlink, or the folder
+                resolves outside `root`.
+        """
+        root = pathlib.Path(root).resolve()
+        path = root
+        for part in (*pathlib.PurePosixPath(self.output_dir).parts, self.name):
+            path = path / part
+            if path.is_symlink():
+                self._path_error(f"output folder {path} passes through a symlink")
+        if not path.resolve().is_relative_to(root):
+            self._path_error(f"output folder {path} is outside {root}")
+        return path
+
+    def _path_error(self, problem):
+        raise RecipeError(
+            f"{self._source}: output_dir: {problem}; got {self.output_dir!r}"
+        )
+
+
+def recipe_json_schema():
+    """Returns the JSON Schema of a recipe, with the modifiers registered now.
+
+    Returns:
+        A JSON-serializable dict (JSON Schema draft 2020-12).
+    """
+    schema = Recipe.model_json_schema(by_alias=True, mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def write_json_schema(path):
+    """Writes `recipe_json_schema()` to `path` as indented JSON.
+
+    Args:
+        path: the file to write, e.g. `recipes/schema.json`.
+    """
+    pathlib.Path(path).write_text(_schema_text(), encoding="utf-8")
+
+
+def _schema_text():
+    return json.dumps(recipe_json_schema(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(_schema_text())
