@@ -1,0 +1,90 @@
+"""Training, saving, caching and reloading a (tiny) baseline."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tfaccel.recipe import baseline as baseline_lib
+from tfaccel.recipe.loader import parse_recipe
+from tfaccel.recipe.runner import ensure_baseline, run_recipe
+
+CONFIG = baseline_lib.BaselineConfig(
+    preset="tiny", epochs=3, batch_size=64, max_examples=1500, eval_examples=50
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("savedmodels")
+    model, metrics = baseline_lib.train_baseline(CONFIG, root, verbose=0)
+    return root, model, metrics
+
+
+@pytest.mark.large
+def test_baseline_folder_and_metrics(trained):
+    root, _, metrics = trained
+    folder = root / "baseline-g2p-tiny"
+    names = {p.name for p in folder.iterdir()}
+    assert {
+        "model.keras",
+        "metrics.json",
+        "source_vocab.json",
+        "target_vocab.json",
+    } <= names
+    assert any((folder / "logs").rglob("events.out.tfevents*"))
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert saved["config"]["preset"] == "tiny"
+    curve = saved["learning_curve"]
+    assert [row["epoch"] for row in curve] == [1, 2, 3]
+    assert curve[-1]["loss"] < curve[0]["loss"]  # it learns
+    assert {"val_wer", "val_per"} <= set(curve[0])
+    test = saved["test"]
+    assert 0.0 <= test["per"] <= 1.0 and 0.0 <= test["wer"] <= 1.0
+    assert test["examples"] == len(metrics["task"]["data"]) or test["examples"] > 50
+    # Nothing half-written is left beside the published folder.
+    assert [p.name for p in root.iterdir()] == ["baseline-g2p-tiny"]
+
+
+@pytest.mark.large
+def test_cached_baseline_is_reused_and_identical(trained):
+    root, model, _ = trained
+    lines = []
+    loaded, metrics = ensure_baseline(CONFIG, root, cache=True, log=lines.append)
+    assert lines == [f"Reusing cached baseline {root / 'baseline-g2p-tiny'}"]
+    ids = np.array([[5, 6, 7, 8, 0]], "int32")
+    np.testing.assert_array_equal(loaded.generate(ids, 10), model.generate(ids, 10))
+
+
+@pytest.mark.large
+def test_run_recipe_reuses_baseline_and_publishes_run(trained, monkeypatch):
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-run",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64, "learning_rate": 0.002},
+            "output_dir": root.name,
+        }
+    )
+    lines = []
+    result = run_recipe(recipe, log=lines.append)
+    assert lines[0] == f"Reusing cached baseline {root / 'baseline-g2p-tiny'}"
+    run_dir = root / "tiny-run"
+    assert (run_dir / "model.keras").is_file()
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["baseline"]["test"]["wer"] == result["baseline"]["test"]["wer"]
+
+
+def test_failed_training_publishes_nothing(tmp_path, monkeypatch):
+    def explode(*args, **kwargs):
+        raise RuntimeError("killed mid-training")
+
+    monkeypatch.setattr("keras.Model.fit", explode)
+    config = baseline_lib.BaselineConfig(preset="tiny", epochs=1, max_examples=200)
+    with pytest.raises(RuntimeError, match="killed"):
+        baseline_lib.train_baseline(config, tmp_path, verbose=0)
+    assert list(tmp_path.iterdir()) == []

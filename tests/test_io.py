@@ -1,0 +1,45 @@
+import pytest
+
+from tfaccel._io import atomic_dir, atomic_file
+
+
+def test_atomic_dir_publishes_complete_folder(tmp_path):
+    target = tmp_path / "out" / "1"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not target.exists()
+    assert (target / "a.txt").read_text() == "a"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["1"]
+
+
+def test_atomic_dir_failure_leaves_nothing(tmp_path):
+    target = tmp_path / "1"
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_never_overwrites_unless_asked(tmp_path):
+    target = tmp_path / "1"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(FileExistsError), atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["1"]
+    assert (target / "old.txt").exists()
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["1"]
+
+
+def test_atomic_file(tmp_path):
+    target = tmp_path / "f.bin"
+    with pytest.raises(ValueError), atomic_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise ValueError
+    assert list(tmp_path.iterdir()) == []
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"

@@ -1,0 +1,47 @@
+"""Loading `.keras` models safely, with errors that say what to do."""
+
+import pathlib
+import zipfile
+
+import keras
+
+from tfaccel.errors import UserError
+
+
+def load_model(path):
+    """Loads a `.keras` model with `safe_mode=True`.
+
+    Args:
+        path: path to a `.keras` file.
+
+    Returns:
+        The Keras model.
+
+    Raises:
+        UserError: if the path is missing, not a file, or not a readable
+            `.keras` archive.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise UserError(
+            f"Cannot load model: '{path}' {what}. Pass the path of a `.keras` "
+            f"file (e.g. savedmodels/baseline-g2p-small/model.keras). "
+            f"Received: path={str(path)!r}"
+        )
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"Cannot load model: '{path}' is not a `.keras` archive. Save models "
+            f"with `model.save('model.keras')`. Received: path={str(path)!r}"
+        )
+    import tfaccel.models  # noqa: F401  (registers tfaccel's serializable classes)
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(
+            f"Cannot load model '{path}': {first[:200]}. Check that it was saved "
+            f"by Keras 3 and that its custom layers are importable. "
+            f"Received: path={str(path)!r}"
+        ) from error

