@@ -320,7 +320,9 @@ class Seq2SeqTransformer(keras.Model):
         logits = self.lm_head(x)[:, 0, :]  # (batch, vocab)
         return logits, ops.stack(new_caches, axis=1)
 
-    def generate(self, encoder_token_ids, max_length=None, use_cache=True):
+    def generate(
+        self, encoder_token_ids, max_length=None, use_cache=True, stop_at_eos=True
+    ):
         """Greedy decoding of whole sequences.
 
         Args:
@@ -331,6 +333,8 @@ class Seq2SeqTransformer(keras.Model):
                 a key/value cache (O(n)). With `False`, each step re-runs the
                 full decoder on the whole prefix (O(n^2)); both give the same
                 tokens.
+            stop_at_eos: bool. With `False`, every sequence runs for all
+                `max_length` steps, as a benchmark of fixed length wants.
 
         Returns:
             An int32 array `(batch, max_length)` of generated ids, ending with
@@ -343,15 +347,15 @@ class Seq2SeqTransformer(keras.Model):
                 f"Received: max_length={max_length}, "
                 f"max_decoder_length={self.max_decoder_length}"
             )
-        key = (max_length, use_cache)
+        key = (max_length, use_cache, stop_at_eos)
         if key not in self._generate_functions:
             self._generate_functions[key] = _compile(
-                lambda ids: self._generate(ids, max_length, use_cache)
+                lambda ids: self._generate(ids, max_length, use_cache, stop_at_eos)
             )
         encoder_token_ids = ops.convert_to_tensor(encoder_token_ids, dtype="int32")
         return ops.convert_to_numpy(self._generate_functions[key](encoder_token_ids))
 
-    def _generate(self, encoder_token_ids, max_length, use_cache):
+    def _generate(self, encoder_token_ids, max_length, use_cache, stop_at_eos):
         batch = ops.shape(encoder_token_ids)[0]
         # Decoder input: BOS, then each generated token. (batch, max_length + 1)
         tokens = ops.pad(
@@ -378,11 +382,13 @@ class Seq2SeqTransformer(keras.Model):
                 }
                 logits = ops.take(self(inputs, training=False), index, axis=1)
             next_token = _greedy(logits)
-            next_token = ops.where(done, PAD_ID, next_token)  # (batch,)
+            if stop_at_eos:
+                next_token = ops.where(done, PAD_ID, next_token)  # (batch,)
             tokens = ops.slice_update(
                 tokens, [0, index + 1], ops.expand_dims(next_token, 1)
             )
-            done = ops.logical_or(done, ops.equal(next_token, EOS_ID))
+            if stop_at_eos:
+                done = ops.logical_or(done, ops.equal(next_token, EOS_ID))
             return (index + 1, tokens, done, *state)
 
         def cond(index, tokens, done, *state):
