@@ -1,0 +1,1 @@
+"""Benchmark helpers: timing harness and machine description."""
