@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets tfaccel up on a fresh Debian/Ubuntu machine. Safe to run again.
+#   - Debian's SWORD Bible modules, for the translation task (KJV, RV1909);
+#   - a virtualenv in .venv with tfaccel installed (editable) and its dev extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for pkg in sword-text-kjv sword-text-sparv; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "note: the translation task needs: sudo apt-get install ${missing[*]}" >&2
+  fi
+fi
+
+python="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+echo "tfaccel is set up in .venv ($(.venv/bin/python --version))"
