@@ -88,3 +88,18 @@ def test_failed_training_publishes_nothing(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="killed"):
         baseline_lib.train_baseline(config, tmp_path, verbose=0)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.large
+def test_cached_and_uncached_generation_agree_on_200_words(trained):
+    from tfaccel import data, tasks
+
+    _, model, _ = trained
+    task = tasks.get_task("g2p", CONFIG.max_examples)
+    words = task.sources("train")[:200]
+    ids = data.encode_sources(words, task.source_vocab, task.max_source_length)
+    cached = model.generate(ids, task.max_generate_length, use_cache=True)
+    uncached = model.generate(ids, task.max_generate_length, use_cache=False)
+    assert len(words) == 200
+    assert (cached[:, 0] >= 2).all()  # real tokens, not padding
+    np.testing.assert_array_equal(cached, uncached)
