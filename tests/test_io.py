@@ -43,3 +43,34 @@ def test_atomic_file(tmp_path):
     with atomic_file(target) as tmp:
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole"
+
+
+def test_killed_writer_leftovers_are_removed_by_next_writer(tmp_path):
+    import subprocess
+    import sys
+
+    target = tmp_path / "1"
+    script = (
+        "import os, signal, sys\n"
+        "from tfaccel._io import atomic_dir\n"
+        "with atomic_dir(sys.argv[1]) as tmp:\n"
+        "    (tmp / 'half.bin').write_bytes(b'x' * 1000)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(target)], check=False)
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".1.tmp-")  # killed
+    assert not target.exists()  # nothing was published
+    with atomic_dir(target) as tmp:
+        (tmp / "whole.bin").write_bytes(b"y")
+    assert [p.name for p in tmp_path.iterdir()] == ["1"]
+
+
+def test_live_writers_temporary_folder_is_kept(tmp_path):
+    target = tmp_path / "1"
+    with atomic_dir(target, replace=True) as outer:
+        (outer / "a").write_text("a")
+        with atomic_dir(target) as inner:  # a second writer of the same target
+            (inner / "b").write_text("b")
+        assert (outer / "a").exists()  # a live writer's folder is not stale
+    assert [p.name for p in target.iterdir()] == ["a"]

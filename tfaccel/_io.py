@@ -6,6 +6,7 @@ place only when complete, so a reader never sees a half-written folder.
 """
 
 import contextlib
+import glob
 import os
 import pathlib
 import shutil
@@ -13,7 +14,37 @@ import uuid
 
 
 def _sibling(path, tag):
-    return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
+    # The pid lets a later writer recognise leftovers of a killed process.
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(path):
+    """Removes temporary siblings of `path` left by processes that died.
+
+    A process killed with SIGKILL cannot clean up after itself; its partial
+    folder keeps a hidden `.name.tmp-<pid>-...` name that no reader looks at,
+    and the next writer of the same target removes it here.
+    """
+    path = pathlib.Path(path)
+    if not path.parent.is_dir():
+        return
+    for sibling in path.parent.glob(f".{glob.escape(path.name)}.*-*-*"):
+        pid = sibling.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            if sibling.is_dir():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -30,6 +61,7 @@ def atomic_dir(path, replace=False):
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = _sibling(path, "tmp")
     tmp.mkdir()
     try:
@@ -57,6 +89,7 @@ def atomic_file(path):
     """Yields a temporary file path that is renamed to `path` on success."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = _sibling(path, "tmp")
     try:
         yield tmp

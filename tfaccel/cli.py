@@ -6,6 +6,7 @@ path, unknown preset...). User errors print one line and no traceback.
 
 import argparse
 import os
+import signal
 import sys
 
 from tfaccel.errors import UserError
@@ -125,6 +126,8 @@ def main(argv=None):
     """Entry point of the `tfaccel` console script; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = _parser().parse_args(argv)
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so temporary folders are removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return COMMANDS[args.command](args)
     except UserError as error:
