@@ -1,0 +1,22 @@
+"""Session set-up shared by every test.
+
+The host CPU is split into two logical devices before TensorFlow runs any op,
+so MirroredStrategy tests (`/cpu:0`, `/cpu:1`) stand in for two GPUs. Tests
+that use no strategy run on `/cpu:0` as before.
+"""
+
+import tensorflow as tf
+
+LOGICAL_CPUS = 2
+
+
+def _split_cpu():
+    cpus = tf.config.list_physical_devices("CPU")
+    config = [tf.config.LogicalDeviceConfiguration()] * LOGICAL_CPUS
+    try:
+        tf.config.set_logical_device_configuration(cpus[0], config)
+    except RuntimeError:
+        pass  # TensorFlow already ran; MirroredStrategy tests then skip.
+
+
+_split_cpu()
