@@ -1,0 +1,26 @@
+"""Magnitude pruning for Keras 3: unstructured, N:M and block sparsity.
+
+`prune` changes a model in place, `UpdatePruningStep` drives the masks during
+`model.fit`, `strip_pruning` leaves plain weights with real zeros, and
+`pruning_summary` measures them.
+"""
+
+from tfaccel.pruning.constant_sparsity import ConstantSparsity
+from tfaccel.pruning.polynomial_decay import PolynomialDecay
+from tfaccel.pruning.prune import prune
+from tfaccel.pruning.pruning_schedule import PruningSchedule
+from tfaccel.pruning.recipe import apply_modifier
+from tfaccel.pruning.strip import strip_pruning
+from tfaccel.pruning.summary import pruning_summary
+from tfaccel.pruning.update_pruning_step import UpdatePruningStep
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PruningSchedule",
+    "UpdatePruningStep",
+    "apply_modifier",
+    "prune",
+    "pruning_summary",
+    "strip_pruning",
+]

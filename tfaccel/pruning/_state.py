@@ -1,0 +1,127 @@
+"""Pruning state kept beside a model: masks, schedule, step and constraints.
+
+The state is a plain Python object stored as `model._tfaccel_pruning`. Keras
+does not track it, so `model.weights` and the `.keras` file do not change.
+Masks reach the weights through `variable.constraint`: Keras 3 optimizers
+apply it in the training graph right after every update, so pruned weights
+stay exactly zero, even with `steps_per_execution > 1`.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from tfaccel.pruning import _masks
+
+ATTRIBUTE = "_tfaccel_pruning"
+MISSING_CALLBACK = (
+    "Pruning requires the tfaccel.pruning.UpdatePruningStep callback "
+    "(tfaccel.callbacks(model)) in model.fit(callbacks=...)"
+)
+
+
+class MaskConstraint(keras.constraints.Constraint):
+    """Multiplies a weight by its mask after the original constraint, if any.
+
+    It asserts in the graph that `UpdatePruningStep` has set the step, so
+    training without the callback fails loudly. XLA drops `Assert` ops, so
+    under `jit_compile=True` this check does not fire; `strip` then refuses a
+    model that was trained without the callback.
+    """
+
+    def __init__(self, mask, step, original=None):
+        self.mask = mask
+        self.step = step
+        self.original = original
+
+    def __call__(self, weight):
+        tf.debugging.assert_greater_equal(
+            ops.convert_to_tensor(self.step), np.int64(0), message=MISSING_CALLBACK
+        )
+        if self.original is not None:
+            weight = self.original(weight)
+        return ops.multiply(weight, ops.cast(self.mask, weight.dtype))
+
+
+@dataclasses.dataclass(eq=False)
+class Target:
+    """One pruned variable and what its mask needs."""
+
+    variable: object  # the keras.Variable pruned in place
+    mask: object  # non-trainable keras.Variable of the same shape, 1 = keep
+    input_axes: tuple  # contracted axes, for N:M and block masks
+    original_constraint: object  # restored by strip
+    sparsity: float = 0.0  # target sparsity of the last mask update
+    updates: int = 0  # mask updates so far
+
+
+@dataclasses.dataclass(eq=False)
+class PruningState:
+    """Everything `prune()` adds to a model; removed again by `strip`."""
+
+    targets: list  # of Target
+    schedule: object  # a PruningSchedule
+    n_m: tuple | None  # (n, m) or None
+    block: tuple | None  # (rows, cols) or None
+    step: object  # int64 keras.Variable: the optimizer step, -1 until set
+    last_step: int = -1  # last step the callback saw (Python side)
+
+    def advance(self, step):
+        """Sets the step and updates masks if the schedule asks for it since last.
+
+        A step at or below the last one means a new optimizer (or a restored
+        one): the schedule is followed again from that step, as in tfmot.
+        """
+        first = self.last_step + 1 if step > self.last_step else step
+        update = self.schedule.last_update_step(first, step)
+        self.step.assign(np.int64(step))
+        self.last_step = step
+        if update is not None:
+            self.update_masks(self.schedule.sparsity(update))
+
+    def update_masks(self, sparsity):
+        """Recomputes every mask from the current weights and applies it.
+
+        Runs on the host in cross-replica context: each assign writes the same
+        value to every replica. An N:M pattern is fixed, so it is set at the
+        first update only.
+        """
+        for target in self.targets:
+            if self.n_m is not None and target.updates:
+                continue
+            weights = ops.convert_to_numpy(target.variable)
+            mask = self._mask(target, weights, sparsity)
+            target.mask.assign(mask)
+            target.variable.assign(weights * mask)
+            target.sparsity = self._target_sparsity(sparsity)
+            target.updates += 1
+
+    def apply_masks(self):
+        """Multiplies every weight by its mask once more."""
+        for target in self.targets:
+            weights = ops.convert_to_numpy(target.variable)
+            target.variable.assign(weights * ops.convert_to_numpy(target.mask))
+
+    def _mask(self, target, weights, sparsity):
+        if self.n_m is not None:
+            return _masks.n_m_mask(weights, target.input_axes, *self.n_m)
+        if self.block is not None:
+            return _masks.block_mask(weights, target.input_axes, self.block, sparsity)
+        return _masks.unstructured_mask(weights, sparsity)
+
+    def _target_sparsity(self, sparsity):
+        if self.n_m is not None:
+            return 1.0 - self.n_m[0] / self.n_m[1]
+        return float(sparsity)
+
+
+def find_states(model):
+    """Returns `(layer, state)` for `model` and every nested layer it prunes."""
+    return [
+        (layer, getattr(layer, ATTRIBUTE))
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if getattr(layer, ATTRIBUTE, None) is not None
+    ]

@@ -1,0 +1,55 @@
+"""`strip_pruning`: removes pruning state, keeping the zeros in the weights."""
+
+from keras import ops
+
+from tfaccel.errors import UserError
+from tfaccel.pruning import _state
+
+
+def strip_pruning(model):
+    """Applies the masks a last time and removes all pruning state, in place.
+
+    Every pruned variable is multiplied by its mask, gets its original
+    constraint back, and the state object is removed from the model and from
+    any nested pruned layer. The result is the same plain Keras model object,
+    of the same class, with real zeros in its weights: it saves to `.keras`
+    and loads with `keras.saving.load_model(..., safe_mode=True)` with no
+    tfaccel custom objects. A model that is not pruned is returned unchanged.
+
+    Args:
+        model: a model changed by `tfaccel.prune`.
+
+    Returns:
+        `model` itself (it is changed in place).
+
+    Raises:
+        UserError: the model was trained but `UpdatePruningStep` never ran,
+            so nothing was pruned. (Without XLA, training itself fails first;
+            XLA drops that in-graph check.)
+
+    Example:
+
+    ```python
+    model = tfaccel.pruning.strip_pruning(model)
+    model.save("pruned.keras")
+    ```
+    """
+    for layer, state in _state.find_states(model):
+        _check_trained_with_callback(layer, state)
+        state.apply_masks()
+        for target in state.targets:
+            target.variable.constraint = target.original_constraint
+        object.__delattr__(layer, _state.ATTRIBUTE)
+    return model
+
+
+def _check_trained_with_callback(layer, state):
+    optimizer = getattr(layer, "optimizer", None)
+    if state.last_step >= 0 or optimizer is None:
+        return
+    iterations = int(ops.convert_to_numpy(optimizer.iterations))
+    if iterations > 0:
+        raise UserError(
+            f"Model '{layer.name}' was trained for {iterations} steps but never "
+            f"pruned. {_state.MISSING_CALLBACK}. Received: iterations={iterations}"
+        )

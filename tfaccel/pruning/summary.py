@@ -1,0 +1,107 @@
+"""`pruning_summary`: a per-variable sparsity table."""
+
+import io
+
+import numpy as np
+import rich.console
+import rich.table
+from keras import ops
+
+from tfaccel.errors import UserError
+from tfaccel.pruning import _state, _structure
+from tfaccel.pruning.prune import match_variables
+
+
+def pruning_summary(model, targets=None, print_fn=None, structure=None, block=None):
+    """Prints and returns the measured sparsity of every pruned variable.
+
+    Sparsity is measured from the weights: the fraction of exact zeros. On a
+    pruned model the rows are its targets; on a stripped (or any) model, pass
+    `targets` (regexes, as for `prune`) and, to label the rows, the
+    `structure` or `block` it was pruned with.
+
+    Args:
+        model: a Keras model.
+        targets: None for a pruned model's own targets, or a list of regexes.
+        print_fn: None to print with rich, or a function given the table text.
+        structure: the `"N:M"` label for `targets` rows.
+        block: the `(rows, cols)` label for `targets` rows.
+
+    Returns:
+        A list of dicts with keys `path`, `shape`, `size`, `zeros`,
+        `sparsity` and `structure`: one per variable, then a `"total"` row
+        whose sparsity is weighted by size.
+
+    Example:
+
+    ```python
+    rows = tfaccel.summary(model)
+    rows[-1]["sparsity"]  # 0.5
+    ```
+    """
+    rows = [_row(v, label) for v, label in _variables(model, targets, structure, block)]
+    rows.append(_total(rows))
+    _print(rows, print_fn)
+    return rows
+
+
+def _variables(model, targets, structure, block):
+    if targets is not None:
+        label = _structure.structure_label(
+            *_structure.parse_structure(structure, block)
+        )
+        return [(v, label) for v in match_variables(model, targets)]
+    states = [state for _, state in _state.find_states(model)]
+    if not states:
+        raise UserError(
+            "The model is not pruned; pass the `targets` regexes to measure. "
+            f"Received: targets={targets!r}"
+        )
+    return [
+        (target.variable, _structure.structure_label(state.n_m, state.block))
+        for state in states
+        for target in state.targets
+    ]
+
+
+def _row(variable, label):
+    weights = ops.convert_to_numpy(variable)
+    zeros = int(np.sum(weights == 0))
+    return {
+        "path": variable.path,
+        "shape": tuple(weights.shape),
+        "size": int(weights.size),
+        "zeros": zeros,
+        "sparsity": zeros / max(weights.size, 1),
+        "structure": label,
+    }
+
+
+def _total(rows):
+    size = sum(row["size"] for row in rows)
+    zeros = sum(row["zeros"] for row in rows)
+    return {
+        "path": "total",
+        "shape": None,
+        "size": size,
+        "zeros": zeros,
+        "sparsity": zeros / max(size, 1),
+        "structure": "",
+    }
+
+
+def _print(rows, print_fn):
+    table = rich.table.Table(title="Pruning summary")
+    for name in ("Variable", "Shape", "Size", "Sparsity", "Structure"):
+        left = name == "Variable"
+        table.add_column(name, justify="left" if left else "right", overflow="fold")
+    for row in rows:
+        shape = "" if row["shape"] is None else str(row["shape"])
+        cells = (row["path"], shape, str(row["size"]), f"{row['sparsity']:.2%}")
+        table.add_row(*cells, row["structure"], end_section=row is rows[-2])
+    if print_fn is None:
+        rich.console.Console().print(table)
+        return
+    buffer = io.StringIO()
+    rich.console.Console(file=buffer, width=120).print(table)
+    print_fn(buffer.getvalue())

@@ -1,0 +1,76 @@
+"""The callback that drives pruning during `model.fit`."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from tfaccel.errors import UserError
+from tfaccel.pruning import _state
+
+
+class UpdatePruningStep(keras.callbacks.Callback):
+    """Sets the pruning step and updates masks when the schedule says so.
+
+    Before each training batch it sets the pruning step of every model that
+    `tfaccel.prune` changed (the fitted model or a layer nested in it) to the
+    optimizer's iteration count. If the schedule updates masks at a step
+    since the last batch (with `steps_per_execution > 1` the callback sees
+    every k-th step), masks are recomputed from the current weights, on the
+    host and in cross-replica context, so every replica gets the same mask.
+    Without this callback, training stops with an error that names it.
+
+    Args:
+        log_dir: None, or a folder for TensorBoard: at each epoch end, the
+            measured sparsity (fraction of exact zeros) of every target is
+            written as `pruning/<variable path>`, and the total as
+            `pruning/total`.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=4, callbacks=[UpdatePruningStep(log_dir="logs")])
+    ```
+    """
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        self.log_dir = log_dir
+        self._states = []
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        self._states = [state for _, state in _state.find_states(self.model)]
+        if not self._states:
+            raise UserError(
+                "UpdatePruningStep found no pruned variables; call "
+                f"tfaccel.prune(model, ...) first. Received: model={self.model.name!r}"
+            )
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        for state in self._states:
+            state.advance(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.log_dir is None:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        with self._writer.as_default():
+            zeros = total = 0
+            for state in self._states:
+                for target in state.targets:
+                    weights = ops.convert_to_numpy(target.variable)
+                    zeros += int(np.sum(weights == 0))
+                    total += weights.size
+                    sparsity = float(np.mean(weights == 0))
+                    tf.summary.scalar(f"pruning/{target.variable.path}", sparsity, step)
+            tf.summary.scalar("pruning/total", zeros / max(total, 1), step)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
