@@ -1,3 +1,39 @@
-"""tfaccel: make Keras 3 encoder-decoder transformers small and fast."""
+"""tfaccel: make Keras 3 encoder-decoder transformers small and fast.
+
+The public API is re-exported here lazily, so that `import tfaccel.recipe`
+and the CLI's `validate` stay free of TensorFlow.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Public name -> module that defines it.
+_EXPORTS = {
+    # === Pruning ===
+    "ConstantSparsity": "tfaccel.pruning",
+    "PolynomialDecay": "tfaccel.pruning",
+    "prune": "tfaccel.pruning",
+    # === Every technique ===
+    "callbacks": "tfaccel.techniques",
+    "strip": "tfaccel.techniques",
+}
+_RENAMED = {"summary": ("tfaccel.pruning", "pruning_summary")}
+
+__all__ = sorted([*_EXPORTS, *_RENAMED])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module, attribute = _EXPORTS[name], name
+    elif name in _RENAMED:
+        module, attribute = _RENAMED[name]
+    else:
+        raise AttributeError(f"module 'tfaccel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,54 @@
+"""Functions over every technique applied to a model: callbacks and strip.
+
+Each technique keeps its own state beside the model; these functions find
+what was applied and call that technique's part. For now: pruning.
+"""
+
+from tfaccel.pruning import _state
+from tfaccel.pruning.strip import strip_pruning
+from tfaccel.pruning.update_pruning_step import UpdatePruningStep
+
+
+def callbacks(model, log_dir=None):
+    """Returns the callbacks that `model.fit` needs for what `model` carries.
+
+    Args:
+        model: a Keras model changed by `tfaccel.prune` (or one holding such a
+            model as a layer).
+        log_dir: None, or a TensorBoard folder for per-layer statistics.
+
+    Returns:
+        A list of `keras.callbacks.Callback`; empty for a plain model.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=4, callbacks=tfaccel.callbacks(model))
+    ```
+    """
+    found = []
+    if _state.find_states(model):
+        found.append(UpdatePruningStep(log_dir=log_dir))
+    return found
+
+
+def strip(model):
+    """Removes every technique's training-only state; keeps its effect.
+
+    The model is changed in place and returned: pruned weights keep their
+    zeros, and the model saves and loads as a plain Keras model.
+
+    Args:
+        model: a Keras model changed by `tfaccel.prune`.
+
+    Returns:
+        `model` itself, with no tfaccel training state.
+
+    Example:
+
+    ```python
+    model = tfaccel.strip(model)
+    model.save("model.keras")
+    ```
+    """
+    return strip_pruning(model)
