@@ -38,8 +38,8 @@ def test_minimal_recipe_gets_defaults():
     assert (recipe.version, recipe.name) == (1, "demo")
     assert (recipe.task.name, recipe.task.max_examples) == ("g2p", None)
     assert (recipe.model.preset, recipe.model.path) == ("small", None)
-    assert recipe.baseline.epochs == 10 and recipe.baseline.cache is True
-    assert recipe.baseline.batch_size == 256
+    assert recipe.baseline.epochs == 12 and recipe.baseline.cache is True
+    assert recipe.baseline.batch_size == 128
     assert recipe.baseline.learning_rate == 0.002
     assert recipe.distribute.strategy == "none"
     assert recipe.precision == "float32"

@@ -43,6 +43,15 @@ class Dummy(Modifier):
     schedule: DummySchedule | None = None
 
 
+@pytest.fixture(autouse=True)
+def _only_test_modifiers():
+    # Built-in modifiers (tfaccel.recipe.modifiers) would show up in messages.
+    saved = {name: unregister_modifier(name) for name in registered_modifiers()}
+    yield
+    for name, cls in saved.items():
+        register_modifier(name)(cls)
+
+
 def _message(text):
     with pytest.raises(RecipeError) as info:
         parse_recipe(text, source="r.yaml")

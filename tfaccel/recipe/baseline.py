@@ -78,7 +78,8 @@ def build_model(config, task):
     return Seq2SeqTransformer.from_preset(config.preset, **overrides)
 
 
-def _count_batches(dataset):
+def count_batches(dataset):
+    """Returns the number of batches in one pass over `dataset`."""
     return int(dataset.reduce(0, lambda count, _: count + 1))
 
 
@@ -132,10 +133,10 @@ def train_baseline(config, output_root="savedmodels", verbose="auto"):
     task = tasks.get_task(config.task, config.max_examples)
     model = build_model(config, task)
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
-    steps_per_epoch = _count_batches(train)
+    steps_per_epoch = count_batches(train)
     train = train.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     valid = task.dataset("valid", config.batch_size)
-    valid = valid.apply(tf.data.experimental.assert_cardinality(_count_batches(valid)))
+    valid = valid.apply(tf.data.experimental.assert_cardinality(count_batches(valid)))
     compile_model(model, config, steps_per_epoch * config.epochs)
     out = pathlib.Path(output_root) / config.name
     with atomic_dir(out, replace=True) as tmp:

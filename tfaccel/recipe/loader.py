@@ -19,6 +19,7 @@ import typing
 import pydantic
 import yaml
 
+import tfaccel.recipe.modifiers  # noqa: F401  (registers the built-in modifiers)
 from tfaccel.recipe.registry import ModifierField, registered_modifiers
 from tfaccel.recipe.schema import Recipe, RecipeError
 

@@ -194,6 +194,10 @@ class StageConfig(_Config):
         pattern=f"^{_STAGE_NAME.pattern}$",
     )
     epochs: int = Field(ge=1, description="Fine-tuning epochs for this stage.")
+    learning_rate: _yaml_float(gt=0) = Field(
+        default=5e-4,
+        description="Peak fine-tuning learning rate (warm-up, then cosine decay).",
+    )
     modifiers: Annotated[
         list[ModifierField], pydantic.BeforeValidator(_list_or_empty)
     ] = Field(
@@ -380,4 +384,6 @@ def _schema_text():
 
 
 if __name__ == "__main__":
+    import tfaccel.recipe.modifiers  # noqa: F401  (registers the built-in modifiers)
+
     sys.stdout.write(_schema_text())

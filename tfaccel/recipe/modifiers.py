@@ -1,0 +1,122 @@
+"""Recipe modifiers of the techniques tfaccel ships, registered by type name.
+
+Only pydantic is imported here, so a recipe validates without TensorFlow.
+Each modifier is applied by its technique (`tfaccel.pruning.apply_modifier`).
+"""
+
+import re
+from typing import Annotated, Literal
+
+import pydantic
+from pydantic import Field
+
+from tfaccel.recipe.registry import Modifier, register_modifier
+
+_N_M = re.compile(r"(\d+):(\d+)")
+
+
+class _Config(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+
+
+class PolynomialDecaySchedule(_Config):
+    """Sparsity rises from initial to final between two epochs (Zhu & Gupta)."""
+
+    type: Literal["polynomial_decay"] = Field(description="Schedule kind.")
+    initial_sparsity: float = Field(
+        default=0.0, ge=0, lt=1, description="Sparsity at begin_epoch."
+    )
+    final_sparsity: float = Field(ge=0, lt=1, description="Sparsity from end_epoch on.")
+    begin_epoch: int = Field(default=0, ge=0, description="First pruning epoch.")
+    end_epoch: int = Field(ge=1, description="Epoch at which sparsity is final.")
+    power: float = Field(default=3, gt=0, description="Exponent of the decay.")
+    frequency: int = Field(
+        default=100, ge=1, description="Update masks every this many steps."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self):
+        if self.end_epoch <= self.begin_epoch:
+            raise ValueError("end_epoch must be greater than begin_epoch")
+        return self
+
+
+class ConstantSchedule(_Config):
+    """One sparsity, re-applied every `frequency` steps between two epochs."""
+
+    type: Literal["constant"] = Field(description="Schedule kind.")
+    sparsity: float = Field(ge=0, lt=1, description="Fraction of weights zeroed.")
+    begin_epoch: int = Field(default=0, ge=0, description="First pruning epoch.")
+    end_epoch: int = Field(
+        default=-1, ge=-1, description="Last pruning epoch; -1: until the end."
+    )
+    frequency: int = Field(
+        default=100, ge=1, description="Update masks every this many steps."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _ordered(self):
+        if self.end_epoch != -1 and self.end_epoch < self.begin_epoch:
+            raise ValueError("end_epoch must be -1 or at least begin_epoch")
+        return self
+
+
+PruningScheduleConfig = Annotated[
+    PolynomialDecaySchedule | ConstantSchedule, Field(discriminator="type")
+]
+
+
+@register_modifier("magnitude_pruning")
+class MagnitudePruning(Modifier):
+    """Magnitude pruning: unstructured, N:M (`structure`) or block (`block`).
+
+    Example:
+
+    ```yaml
+    - type: magnitude_pruning
+      targets: ["re:.*(attention|feedforward).*kernel"]
+      schedule: {type: polynomial_decay, final_sparsity: 0.5, end_epoch: 3}
+    ```
+    """
+
+    type: Literal["magnitude_pruning"] = "magnitude_pruning"
+    targets: list[str] = Field(
+        min_length=1,
+        description="Regexes over variable paths (re.fullmatch); 're:' optional.",
+    )
+    schedule: PruningScheduleConfig = Field(description="When and how much to prune.")
+    structure: str | None = Field(
+        default=None,
+        pattern=f"^{_N_M.pattern}$",
+        description="'N:M' sparsity along the input axis, e.g. '2:4'.",
+    )
+    block: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Block [rows, cols] over each kernel's (in, out) view.",
+    )
+
+    @pydantic.field_validator("targets")
+    @classmethod
+    def _regexes(cls, targets):
+        for target in targets:
+            try:
+                re.compile(target.removeprefix("re:"))
+            except re.error as error:
+                raise ValueError(f"invalid regex {target!r}: {error}") from None
+        return targets
+
+    @pydantic.field_validator("structure")
+    @classmethod
+    def _n_below_m(cls, structure):
+        match = _N_M.fullmatch(structure) if structure is not None else None
+        if match and not 0 < int(match[1]) < int(match[2]):
+            raise ValueError("needs 0 < N < M in N:M, e.g. '2:4'")
+        return structure
+
+    @pydantic.model_validator(mode="after")
+    def _one_structure(self):
+        if self.structure is not None and self.block is not None:
+            raise ValueError("give 'structure' or 'block', not both")
+        return self
