@@ -42,12 +42,18 @@ class _Task:
     max_generate_length = None
 
     def model_overrides(self):
-        """Returns the constructor arguments the task fixes on the model."""
+        """Returns the constructor arguments the task fixes on the model.
+
+        Batches are padded up to a bucket boundary on both sides, so the
+        position tables cover the largest boundary as well as the longest
+        sequence.
+        """
+        widest = self.bucket_boundaries[-1]
         return {
             "encoder_vocabulary_size": self.source_vocab.size,
             "decoder_vocabulary_size": self.target_vocab.size,
-            "max_encoder_length": self.max_source_length,
-            "max_decoder_length": self.max_generate_length + 1,
+            "max_encoder_length": max(widest, self.max_source_length),
+            "max_decoder_length": max(widest, self.max_generate_length + 1),
         }
 
     def dataset(self, split, batch_size, shuffle=False, seed=0):
@@ -59,7 +65,7 @@ class _Task:
             batch_size,
             shuffle=shuffle,
             seed=seed,
-            drop_remainder=False,
+            bucket_boundaries=self.bucket_boundaries,
             max_source_length=self.max_source_length,
             max_target_length=self.max_generate_length,
         )
@@ -101,8 +107,9 @@ class G2PTask(_Task):
     name = "g2p"
     metric_names = ("wer", "per")
     primary_metric = "wer"
-    max_source_length = 32
-    max_generate_length = 32
+    max_source_length = 32  # longest CMUdict word: 28 characters
+    max_generate_length = 32  # longest pronunciation: 28 phonemes, + EOS
+    bucket_boundaries = (8, 12, 16, 24, 32)
 
     def __init__(self, max_examples=None):
         max_words = None if max_examples is None else int(max_examples / 0.9)
@@ -147,8 +154,9 @@ class TranslationTask(_Task):
     metric_names = ("bleu", "chrf")
     primary_metric = "bleu"
     higher_is_better = True
-    max_source_length = 128
-    max_generate_length = 160
+    max_source_length = 160  # longest verse: 122 English pieces
+    max_generate_length = 160  # longest verse: 161 Spanish pieces, + EOS
+    bucket_boundaries = (16, 24, 32, 48, 64, 96, 128, 160)
 
     def __init__(self, max_examples=None):
         max_pairs = None if max_examples is None else int(max_examples / 0.96)
