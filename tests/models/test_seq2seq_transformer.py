@@ -144,3 +144,19 @@ def test_load_model_errors(tmp_path):
     junk.write_text("not a zip")
     with pytest.raises(UserError, match="not a `.keras` archive"):
         load_model(junk)
+
+
+def test_save_model_drops_optimizer_state(tmp_path):
+    from tfaccel.models import save_model
+
+    keras.utils.set_random_seed(0)
+    model = Seq2SeqTransformer.from_preset("tiny")
+    enc, dec = _inputs()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit({"encoder_token_ids": enc, "decoder_token_ids": dec}, dec, verbose=0)
+    model.save(tmp_path / "with_optimizer.keras")
+    save_model(model, tmp_path / "plain.keras")
+    plain = (tmp_path / "plain.keras").stat().st_size
+    assert plain < 0.6 * (tmp_path / "with_optimizer.keras").stat().st_size
+    loaded = load_model(tmp_path / "plain.keras")
+    np.testing.assert_allclose(_logits(loaded, enc, dec), _logits(model, enc, dec))

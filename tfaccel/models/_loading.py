@@ -45,3 +45,20 @@ def load_model(path):
             f"by Keras 3 and that its custom layers are importable. "
             f"Received: path={str(path)!r}"
         ) from error
+
+
+def save_model(model, path):
+    """Saves `model` as a `.keras` file without its optimizer state.
+
+    Keras stores the optimizer's slots (2x the weights for Adam) in `.keras`
+    files of compiled models. Baselines and compressed models are reloaded
+    for inference or for a new training stage with a new optimizer, so they
+    are saved as an uncompiled copy with the same weights.
+
+    Args:
+        model: a Keras model whose class supports `from_config`.
+        path: the `.keras` file to write.
+    """
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    copy.save(path)

@@ -11,7 +11,11 @@ import tensorflow as tf
 from tfaccel import tasks
 from tfaccel._io import atomic_dir
 from tfaccel.errors import UserError
-from tfaccel.models import Seq2SeqTransformer, SmoothedSparseCrossentropy
+from tfaccel.models import (
+    Seq2SeqTransformer,
+    SmoothedSparseCrossentropy,
+    save_model,
+)
 
 
 @dataclasses.dataclass
@@ -152,7 +156,7 @@ def train_baseline(config, output_root="savedmodels", verbose="auto"):
         train_seconds = time.perf_counter() - start
         test = task.evaluate(model, "test")
         metrics = _metrics(config, task, model, history, test, train_seconds)
-        model.save(tmp / "model.keras")
+        save_model(model, tmp / "model.keras")
         task.save_vocabularies(tmp)
         tasks.dump_json(metrics, tmp / "metrics.json")
     return model, metrics

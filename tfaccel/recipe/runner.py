@@ -14,6 +14,7 @@ import time
 from tfaccel import tasks
 from tfaccel._io import atomic_dir
 from tfaccel.errors import UserError
+from tfaccel.models import save_model
 from tfaccel.recipe import baseline as baseline_lib
 
 # Modifier type -> "module:function" that applies it to a model. Imported
@@ -119,7 +120,7 @@ def run_recipe(recipe, root=".", log=print):
             log(f"Final (stripped) test: {tasks.format_metrics(final)}")
         result["seconds"] = time.perf_counter() - start
         tasks.dump_json(result, tmp / "metrics.json")
-        model.save(tmp / "model.keras")
+        save_model(model, tmp / "model.keras")
     log(f"Run folder: {run_dir}")
     return result
 
