@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets tfaccel up on a fresh Debian/Ubuntu machine. Safe to run again.
 #   - Debian's SWORD Bible modules, for the translation task (KJV, RV1909);
-#   - a virtualenv in .venv with tfaccel installed (editable) and its dev extras.
+#   - a virtualenv in .venv with tfaccel installed (editable) with its dev
+#     extras and tfmot (the Keras 2 peer that tests compare schedules with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,5 @@ fi
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,tfmot]"
 echo "tfaccel is set up in .venv ($(.venv/bin/python --version))"
