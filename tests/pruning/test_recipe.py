@@ -157,3 +157,15 @@ def test_g2p_prune50_recipe(monkeypatch):
     (modifier,) = stage.modifiers
     assert modifier.targets == ["re:.*(attention|feedforward).*kernel"]
     assert (modifier.schedule.final_sparsity, modifier.schedule.end_epoch) == (0.5, 3)
+
+
+def test_short_polynomial_schedule_still_reaches_final_sparsity():
+    from tfaccel.pruning.recipe import schedule_from_config
+    from tfaccel.recipe.modifiers import PolynomialDecaySchedule
+
+    config = PolynomialDecaySchedule(
+        type="polynomial_decay", final_sparsity=0.5, end_epoch=1
+    )
+    schedule = schedule_from_config(config, steps_per_epoch=24)  # < frequency 100
+    should_update, sparsity = schedule(24)
+    assert bool(should_update) and abs(float(sparsity) - 0.5) < 1e-6

@@ -10,7 +10,8 @@ def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
 
     Epochs in the recipe count from the start of the stage and become
     optimizer steps: `step = initial_step + epoch * steps_per_epoch`.
-    `frequency` is already in steps. A polynomial schedule's end step is moved
+    `frequency` is already in steps; a polynomial schedule shorter than one
+    period updates at its start and end instead. Its end step is moved
     down to its last update step (a multiple of `frequency` after its begin
     step), so the final sparsity is applied. Schedules follow
     `optimizer.iterations`, so a stage that goes on with an optimizer that
@@ -51,17 +52,17 @@ def schedule_from_config(config, steps_per_epoch, initial_step=0):
     """
     begin = initial_step + config.begin_epoch * steps_per_epoch
     if config.type == "polynomial_decay":
+        end = initial_step + config.end_epoch * steps_per_epoch
+        # A schedule shorter than one update period would never reach its
+        # final sparsity; update at least at its start and its end.
+        frequency = max(1, min(config.frequency, end - begin))
         return PolynomialDecay(
             config.initial_sparsity,
             config.final_sparsity,
             begin_step=begin,
-            end_step=_last_update(
-                begin,
-                initial_step + config.end_epoch * steps_per_epoch,
-                config.frequency,
-            ),
+            end_step=_last_update(begin, end, frequency),
             power=config.power,
-            frequency=config.frequency,
+            frequency=frequency,
         )
     end = config.end_epoch * steps_per_epoch + initial_step
     end = -1 if config.end_epoch == -1 else end
