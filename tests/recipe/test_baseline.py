@@ -103,3 +103,78 @@ def test_cached_and_uncached_generation_agree_on_200_words(trained):
     assert len(words) == 200
     assert (cached[:, 0] >= 2).all()  # real tokens, not padding
     np.testing.assert_array_equal(cached, uncached)
+
+
+@pytest.mark.large
+def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
+    import tfaccel
+    from tfaccel.models import load_model
+
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-prune",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64},
+            "stages": [
+                {
+                    "name": "prune",
+                    "epochs": 2,
+                    "modifiers": [
+                        {
+                            "type": "magnitude_pruning",
+                            "targets": ["re:.*feedforward.*kernel"],
+                            "schedule": {
+                                "type": "polynomial_decay",
+                                "final_sparsity": 0.5,
+                                "end_epoch": 1,
+                            },
+                        }
+                    ],
+                }
+            ],
+            "output_dir": root.name,
+        }
+    )
+    result = run_recipe(recipe, log=lambda line: None)
+    assert [stage["name"] for stage in result["stages"]] == ["prune"]
+    assert 0.0 <= result["final"]["test"]["wer"] <= 1.0
+    model = load_model(root / "tiny-prune" / "model.keras")
+    rows = tfaccel.summary(
+        model, targets=[".*feedforward.*kernel"], print_fn=lambda *a: None
+    )
+    assert len(rows) == 1 + 2 * 4  # 2+2 layers, 2 feedforward kernels each
+    for row in rows[:-1]:
+        assert row["zeros"] == round(0.5 * row["size"]), row
+    assert (root / "tiny-prune" / "logs" / "prune").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ({"export": ["onnx"]}, "export"),
+        ({"distribute": {"strategy": "mirrored"}}, "distribute.strategy"),
+        ({"precision": "mixed_float16"}, "precision"),
+        ({"benchmark": {"batch_sizes": [1]}}, "benchmark"),
+        ({"assert": {"max_wer_increase": 1.0}}, "assert"),
+    ],
+)
+def test_run_recipe_refuses_what_it_cannot_do_yet(extra, key, tmp_path, monkeypatch):
+    from tfaccel.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "later",
+            "task": {"name": "g2p"},
+            "model": {"preset": "tiny"},
+            **extra,
+        }
+    )
+    with pytest.raises(UserError, match=f"cannot run `{key}` yet"):
+        run_recipe(recipe, log=lambda line: None)
+    assert list(tmp_path.iterdir()) == []

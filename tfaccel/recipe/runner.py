@@ -183,8 +183,18 @@ def _check_supported(recipe):
                     f"'{modifier.type}' yet (stage '{stage.name}'). Available: "
                     f"{', '.join(APPLIERS)}. Received: type={modifier.type!r}"
                 )
-    if recipe.export:
-        raise UserError(
-            "This version of tfaccel cannot export yet; remove `export:` to run "
-            f"the baseline only. Received: export={list(recipe.export)}"
-        )
+    unsupported = {
+        "export": list(recipe.export) or None,
+        "distribute.strategy": (
+            None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
+        ),
+        "precision": None if recipe.precision == "float32" else recipe.precision,
+        "benchmark": recipe.benchmark,
+        "assert": recipe.assert_,
+    }
+    for key, value in unsupported.items():
+        if value is not None:
+            raise UserError(
+                f"This version of tfaccel cannot run `{key}` yet; remove it from "
+                f"the recipe (or set the default). Received: {key}={value!r}"
+            )
