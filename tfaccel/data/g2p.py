@@ -1,8 +1,8 @@
 """Grapheme-to-phoneme (G2P) data from CMUdict, split by a hash of the word."""
 
 import dataclasses
-import hashlib
 
+from tfaccel.data._split import hash_split
 from tfaccel.data.vocabulary import Vocabulary
 
 SPLITS = ("train", "valid", "test")
@@ -20,10 +20,7 @@ def split_of(word):
     >>> split_of("tomato") in ("train", "valid", "test")
     True
     """
-    bucket = int(hashlib.md5(word.encode("utf-8")).hexdigest(), 16) % 100
-    if bucket < 90:
-        return "train"
-    return "valid" if bucket < 95 else "test"
+    return hash_split(word, train_percent=90, valid_percent=5)
 
 
 def _strip_stress(phones):

@@ -2,12 +2,12 @@
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import re
 
 from tfaccel.data import _cache
+from tfaccel.data._split import hash_split
 from tfaccel.data.sentencepiece_vocabulary import SentencePieceVocabulary
 from tfaccel.errors import UserError
 
@@ -33,10 +33,7 @@ def split_of_verse(ref):
     >>> split_of_verse("Genesis 1:1") in ("train", "valid", "test")
     True
     """
-    bucket = int(hashlib.md5(ref.encode("utf-8")).hexdigest(), 16) % 100
-    if bucket < 96:
-        return "train"
-    return "valid" if bucket < 98 else "test"
+    return hash_split(ref, train_percent=96, valid_percent=2)
 
 
 def _clean(text):
