@@ -37,8 +37,6 @@ def get_task(name, max_examples=None):
 class _Task:
     name = None
     metric_names = ()
-    primary_metric = None  # lower is better unless `higher_is_better`
-    higher_is_better = False
     max_generate_length = None
 
     def model_overrides(self):
@@ -69,11 +67,6 @@ class _Task:
             max_source_length=self.max_source_length,
             max_target_length=self.max_generate_length,
         )
-
-    def sample_sources(self, count, split="train"):
-        """Returns `count` encoded sources `(count, src)` from `split`."""
-        items = self.sources(split)[:count]
-        return data.encode_sources(items, self.source_vocab, self.max_source_length)
 
     def generate(self, model, sources, batch_size=256):
         """Greedy-decodes `sources` with `model`, in length-sorted batches.
@@ -106,7 +99,6 @@ class G2PTask(_Task):
 
     name = "g2p"
     metric_names = ("wer", "per")
-    primary_metric = "wer"
     max_source_length = 32  # longest CMUdict word: 28 characters
     max_generate_length = 32  # longest pronunciation: 28 phonemes, + EOS
     bucket_boundaries = (8, 12, 16, 24, 32)
@@ -152,8 +144,6 @@ class TranslationTask(_Task):
 
     name = "translation"
     metric_names = ("bleu", "chrf")
-    primary_metric = "bleu"
-    higher_is_better = True
     max_source_length = 160  # longest verse: 122 English pieces
     max_generate_length = 160  # longest verse: 161 Spanish pieces, + EOS
     bucket_boundaries = (16, 24, 32, 48, 64, 96, 128, 160)
@@ -165,14 +155,14 @@ class TranslationTask(_Task):
         self.target_vocab = self.corpus.target_vocab
 
     def sources(self, split):
-        return [english for english, _ in getattr(self.corpus, split)]
+        return [english for english, _ in self.pairs(split)]
 
     def pairs(self, split):
         return getattr(self.corpus, split)
 
     def evaluate(self, model, split="test", max_examples=None, batch_size=64):
         """Scores greedy generation on `split`: sacreBLEU BLEU and chrF."""
-        pairs = getattr(self.corpus, split)[:max_examples]
+        pairs = self.pairs(split)[:max_examples]
         start = time.perf_counter()
         outputs = self.generate(model, [en for en, _ in pairs], batch_size)
         hypotheses = [self.target_vocab.decode(ids) for ids in outputs]
@@ -187,9 +177,7 @@ class TranslationTask(_Task):
     def data_summary(self):
         return {
             "corpus": "KJV -> Reina-Valera 1909 (Debian SWORD modules)",
-            "pairs": {
-                s: len(getattr(self.corpus, s)) for s in ("train", "valid", "test")
-            },
+            "pairs": {s: len(self.pairs(s)) for s in ("train", "valid", "test")},
             "vocab": self.source_vocab.size,
         }
 
