@@ -14,6 +14,10 @@ _EXPORTS = {
     "ConstantSparsity": "tfaccel.pruning",
     "PolynomialDecay": "tfaccel.pruning",
     "prune": "tfaccel.pruning",
+    # === Quantization ===
+    "QATConfig": "tfaccel.quantization",
+    "quantize_aware": "tfaccel.quantization",
+    "quantization_summary": "tfaccel.quantization",
     # === Every technique ===
     "callbacks": "tfaccel.techniques",
     "strip": "tfaccel.techniques",

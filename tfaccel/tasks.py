@@ -85,6 +85,15 @@ class _Task:
                 outputs[index] = tokens[row].tolist()
         return outputs
 
+    def representative_sources(self, count=128, seed=0):
+        """Returns `count` training sources as one padded id array, for calibration."""
+        sources = list(self.sources("train"))
+        rng = np.random.default_rng(seed)
+        picked = rng.choice(len(sources), size=min(count, len(sources)), replace=False)
+        return data.encode_sources(
+            [sources[i] for i in sorted(picked)], self.source_vocab, self.max_source_length
+        )
+
     def save_vocabularies(self, directory):
         self.source_vocab.save(directory / "source_vocab.json")
         if self.target_vocab is not self.source_vocab:

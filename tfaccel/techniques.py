@@ -1,20 +1,23 @@
 """Functions over every technique applied to a model: callbacks and strip.
 
 Each technique keeps its own state beside the model; these functions find
-what was applied and call that technique's part. For now: pruning.
+what was applied and call that technique's part: pruning, then QAT.
 """
 
 from tfaccel.pruning import _state
 from tfaccel.pruning.strip import strip_pruning
 from tfaccel.pruning.update_pruning_step import UpdatePruningStep
+from tfaccel.quantization import _state as _qat_state
+from tfaccel.quantization.callback import QuantizationRanges
+from tfaccel.quantization.strip import strip_quantization
 
 
 def callbacks(model, log_dir=None):
     """Returns the callbacks that `model.fit` needs for what `model` carries.
 
     Args:
-        model: a Keras model changed by `tfaccel.prune` (or one holding such a
-            model as a layer).
+        model: a Keras model changed by `tfaccel.prune` or
+            `tfaccel.quantize_aware` (or one holding such a model as a layer).
         log_dir: None, or a TensorBoard folder for per-layer statistics.
 
     Returns:
@@ -29,6 +32,8 @@ def callbacks(model, log_dir=None):
     found = []
     if _state.find_states(model):
         found.append(UpdatePruningStep(log_dir=log_dir))
+    if any(not state.stripped for _, state in _qat_state.find_states(model)):
+        found.append(QuantizationRanges(log_dir=log_dir))
     return found
 
 
@@ -36,10 +41,13 @@ def strip(model):
     """Removes every technique's training-only state; keeps its effect.
 
     The model is changed in place and returned: pruned weights keep their
-    zeros, and the model saves and loads as a plain Keras model.
+    zeros, and the model saves and loads as a plain Keras model. QAT
+    weights are baked onto the int8 grid and its activation ranges frozen,
+    ready for TFLite conversion (`tfaccel.quantization.strip_quantization`).
 
     Args:
-        model: a Keras model changed by `tfaccel.prune`.
+        model: a Keras model changed by `tfaccel.prune` and/or
+            `tfaccel.quantize_aware`.
 
     Returns:
         `model` itself, with no tfaccel training state.
@@ -51,4 +59,4 @@ def strip(model):
     model.save("model.keras")
     ```
     """
-    return strip_pruning(model)
+    return strip_quantization(strip_pruning(model))

@@ -1,11 +1,15 @@
 """Loading `.keras` models safely, with errors that say what to do."""
 
+import json
 import pathlib
 import zipfile
 
 import keras
 
 from tfaccel.errors import UserError
+
+# Archive entry with a QAT model's frozen int8 ranges (see `save_model`).
+QUANTIZATION_ENTRY = "tfaccel/quantization.json"
 
 
 def load_model(path):
@@ -37,7 +41,7 @@ def load_model(path):
     import tfaccel.models  # noqa: F401  (registers tfaccel's serializable classes)
 
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(
@@ -45,6 +49,7 @@ def load_model(path):
             f"by Keras 3 and that its custom layers are importable. "
             f"Received: path={str(path)!r}"
         ) from error
+    return _restore_quantization(model, path)
 
 
 def save_model(model, path):
@@ -62,3 +67,28 @@ def save_model(model, path):
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     copy.save(path)
+    spec = _quantization_spec(model)
+    if spec is not None:
+        # Keras reads only its own entries of the archive; this one carries
+        # the frozen int8 activation ranges for `load_model`.
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr(QUANTIZATION_ENTRY, json.dumps(spec, indent=1))
+
+
+def _quantization_spec(model):
+    from tfaccel.quantization import _state
+    from tfaccel.quantization.strip import export_spec
+
+    if not _state.find_states(model):
+        return None
+    return export_spec(model)
+
+
+def _restore_quantization(model, path):
+    with zipfile.ZipFile(path) as archive:
+        if QUANTIZATION_ENTRY not in archive.namelist():
+            return model
+        spec = json.loads(archive.read(QUANTIZATION_ENTRY))
+    from tfaccel.quantization.strip import restore
+
+    return restore(model, spec)

@@ -172,7 +172,10 @@ class Seq2SeqTransformer(keras.Model):
         self.max_decoder_length = max_decoder_length
         self.dropout = dropout
         self.activation = activation
-        self._generate_functions = {}
+        # Compiled generation loops, keyed by their settings. Set around
+        # Keras and TensorFlow attribute tracking, so exports do not try to
+        # save them.
+        object.__setattr__(self, "_generate_functions", {})
 
     def get_config(self):
         return {

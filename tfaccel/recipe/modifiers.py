@@ -100,12 +100,7 @@ class MagnitudePruning(Modifier):
     @pydantic.field_validator("targets")
     @classmethod
     def _regexes(cls, targets):
-        for target in targets:
-            try:
-                re.compile(target.removeprefix("re:"))
-            except re.error as error:
-                raise ValueError(f"invalid regex {target!r}: {error}") from None
-        return targets
+        return _check_regexes(targets)
 
     @pydantic.field_validator("structure")
     @classmethod
@@ -120,3 +115,49 @@ class MagnitudePruning(Modifier):
         if self.structure is not None and self.block is not None:
             raise ValueError("give 'structure' or 'block', not both")
         return self
+
+
+@register_modifier("quantization_aware")
+class QuantizationAware(Modifier):
+    """Int8 quantization-aware training (fake-quantized weights and activations).
+
+    Example:
+
+    ```yaml
+    - type: quantization_aware
+      targets: ["re:.*kernel", "re:.*token_embedding/embeddings"]
+    ```
+    """
+
+    type: Literal["quantization_aware"] = "quantization_aware"
+    targets: list[str] = Field(
+        default=[".*kernel"],
+        min_length=1,
+        description="Regexes over variable paths; the layers owning them are quantized.",
+    )
+    weight_bits: int = Field(default=8, ge=2, le=8, description="Weight bits (int8 kernels).")
+    activation_bits: Literal[8] = Field(default=8, description="Activation bits: 8.")
+    per_channel: bool = Field(default=True, description="One weight scale per output unit.")
+    range_decay: float = Field(
+        default=0.99, ge=0, lt=1, description="Moving-average decay of activation ranges."
+    )
+    quantize_attention: bool = Field(
+        default=True, description="Also quantize the attention score and value matmuls."
+    )
+    preserve_sparsity: bool = Field(
+        default=True, description="Keep zero weights (from pruning) at zero."
+    )
+
+    @pydantic.field_validator("targets")
+    @classmethod
+    def _regexes(cls, targets):
+        return _check_regexes(targets)
+
+
+def _check_regexes(targets):
+    for target in targets:
+        try:
+            re.compile(target.removeprefix("re:"))
+        except re.error as error:
+            raise ValueError(f"invalid regex {target!r}: {error}") from None
+    return targets

@@ -6,6 +6,7 @@ and reused by every recipe with the same baseline settings.
 """
 
 import dataclasses
+import gzip
 import importlib
 import json
 import pathlib
@@ -21,7 +22,11 @@ from tfaccel.recipe import baseline as baseline_lib
 # lazily, so validating a recipe never imports Keras.
 APPLIERS = {
     "magnitude_pruning": "tfaccel.pruning.recipe:apply_modifier",
+    "quantization_aware": "tfaccel.quantization.recipe:apply_modifier",
 }
+
+# Export formats this build runs; the schema lists every planned one.
+EXPORTERS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 
 
 def baseline_config(recipe):
@@ -118,9 +123,11 @@ def run_recipe(recipe, root=".", log=print):
             final = task.evaluate(model, "test")
             result["final"] = {"test": final}
             log(f"Final (stripped) test: {tasks.format_metrics(final)}")
+        save_model(model, tmp / "model.keras")
+        if recipe.export:
+            result["exports"] = _export(model, recipe.export, task, tmp, log)
         result["seconds"] = time.perf_counter() - start
         tasks.dump_json(result, tmp / "metrics.json")
-        save_model(model, tmp / "model.keras")
     log(f"Run folder: {run_dir}")
     return result
 
@@ -166,6 +173,54 @@ def _run_stage(model, stage, task, config, folder, log):
     return model, {"name": stage.name, "test": test, "seconds": seconds}
 
 
+def _export(model, formats, task, folder, log, agreement_examples=500):
+    """Writes each TFLite format into `folder` and scores it in LiteRT.
+
+    `tflite_int8` of a model trained with QAT takes its trained ranges; of a
+    float model it is post-training quantization calibrated on training
+    sources. Each export is scored on the whole test split and compared
+    token by token with the Keras model on `agreement_examples` test sources.
+    """
+    from tfaccel.export import tflite, verify
+    from tfaccel.quantization import _state as qat_state
+
+    qat = bool(qat_state.find_states(model))
+    sources = task.sources("test")[:agreement_examples]
+    reference = task.generate(model, sources)
+    results = {}
+    for fmt in formats:
+        mode = fmt.removeprefix("tflite_")
+        if mode == "int8" and qat:
+            mode = "qat"
+        representative = [task.representative_sources()] if mode == "int8" else None
+        data = tflite.convert(
+            model,
+            mode,
+            task.max_source_length,
+            task.max_generate_length,
+            representative=representative,
+        )
+        path = folder / f"model_{mode if mode != 'qat' else 'int8'}.tflite"
+        path.write_bytes(data)
+        lite = tflite.LiteRTModel(path)
+        test = task.evaluate(lite, "test")
+        agreement = verify.token_agreement(reference, task.generate(lite, sources))
+        results[fmt] = {
+            "file": path.name,
+            "mode": mode,
+            "bytes": len(data),
+            "gzip_bytes": len(gzip.compress(data)),
+            "test": test,
+            "agreement_with_keras": agreement,
+        }
+        log(
+            f"Export {fmt} ({mode}): {len(data) / 1e6:.2f} MB, LiteRT test: "
+            f"{tasks.format_metrics(test)}, tokens equal to Keras: "
+            f"{agreement['tokens']:.2%}"
+        )
+    return results
+
+
 def _strip(model):
     import tfaccel
 
@@ -183,8 +238,9 @@ def _check_supported(recipe):
                     f"'{modifier.type}' yet (stage '{stage.name}'). Available: "
                     f"{', '.join(APPLIERS)}. Received: type={modifier.type!r}"
                 )
+    formats = [fmt for fmt in recipe.export if fmt not in EXPORTERS]
     unsupported = {
-        "export": list(recipe.export) or None,
+        "export": formats or None,
         "distribute.strategy": (
             None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
         ),

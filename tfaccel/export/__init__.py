@@ -1,0 +1,1 @@
+"""Exports: generation signatures and TFLite (more formats to come)."""

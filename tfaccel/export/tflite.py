@@ -1,0 +1,350 @@
+"""TFLite conversion (fp32, fp16, dynamic-range, full int8, QAT) and LiteRT runs.
+
+Every variant is converted from a SavedModel with the `encode` and
+`decode_step` signatures (`tfaccel.export.signatures`), so the `.tflite`
+file decodes with a key/value cache. `LiteRTModel` runs such a file in
+LiteRT's interpreter and has the same `generate` as the Keras model, so a
+task scores it exactly as it scores Keras.
+
+Modes:
+
+- `fp32`: no optimization.
+- `fp16`: weights stored as float16 (TFLite dequantizes them on CPU).
+- `dynamic`: dynamic-range quantization, int8 weights, float activations.
+- `int8`: full-integer post-training quantization; activation ranges are
+  calibrated on a representative dataset (inputs and outputs stay float).
+- `qat`: a model stripped after `tfaccel.quantize_aware`. Its graph carries
+  the trained activation ranges as FakeQuant ops and its weights sit on the
+  int8 grid, so the converter builds int8 kernels from them directly: no
+  calibration. The weights carry no FakeQuant op in the exported graph: a
+  per-channel FakeQuant on a Keras `(in, out)` kernel has its axis on `out`,
+  but TFLite's FULLY_CONNECTED stores `(out, in)`, and the transpose
+  between them fails conversion with "mismatched quantized axes". Baked
+  on-grid weights are quantized per output channel by the converter itself,
+  with the same max-|w| scale, so the values are unchanged.
+"""
+
+import contextlib
+import pathlib
+import tempfile
+
+import numpy as np
+
+from tfaccel.errors import UserError
+from tfaccel.export import signatures
+
+MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
+
+
+def convert(model, mode, source_length, target_length, representative=None):
+    """Converts a seq2seq model to TFLite bytes with both signatures.
+
+    Args:
+        model: a `Seq2SeqTransformer`; for `"qat"`, stripped after QAT.
+        mode: one of `MODES`.
+        source_length: int, the encoder width of the signatures.
+        target_length: int, the self-attention cache length.
+        representative: for `"int8"`, an iterable of int32 source id arrays
+            `(batch, <= source_length)` from the training split.
+
+    Returns:
+        The `.tflite` flatbuffer, as bytes.
+
+    Raises:
+        UserError: unknown mode, a QAT mode on a model without QAT (or the
+            reverse), or an empty representative dataset.
+    """
+    import tensorflow as tf
+
+    _check_mode(model, mode)
+    samples = None
+    if mode == "int8":
+        samples = _calibration_samples(model, representative, source_length, target_length)
+    with _saved_model(model, source_length, target_length) as folder:
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(folder), signature_keys=[signatures.ENCODE, signatures.DECODE_STEP]
+        )
+        _configure(converter, model, mode)
+        if mode == "int8":
+            converter.representative_dataset = lambda: iter(samples)
+        return _strip_tensor_names(converter.convert())
+
+
+def convert_model(model, mode, representative=None):
+    """Converts any Keras model's forward pass (its `serve` signature) to TFLite.
+
+    For models without generation signatures, such as a keras-hub backbone.
+
+    Args:
+        model: a built Keras model; for `"qat"`, stripped after QAT.
+        mode: one of `MODES`.
+        representative: for `"int8"`, an iterable of input dicts (or arrays).
+
+    Returns:
+        The `.tflite` flatbuffer, as bytes.
+    """
+    import tensorflow as tf
+
+    _check_mode(model, mode)
+    if mode == "int8":
+        samples = list(representative or [])
+        if not samples:
+            raise UserError(
+                "The representative dataset for TFLite mode 'int8' is empty; pass "
+                "at least one input batch from the training split."
+            )
+    with tempfile.TemporaryDirectory(prefix="tfaccel-tflite-") as folder:
+        model.export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        _configure(converter, model, mode)
+        if mode == "int8":
+            converter.representative_dataset = lambda: iter(samples)
+        return _strip_tensor_names(converter.convert())
+
+
+def _check_mode(model, mode):
+    from tfaccel.quantization import _state as qat_state
+
+    if mode not in MODES:
+        raise UserError(f"Unknown TFLite mode {mode!r}. Use one of: {', '.join(MODES)}.")
+    states = qat_state.find_states(model)
+    if mode == "qat" and not states:
+        raise UserError(
+            "TFLite mode 'qat' needs a model trained with tfaccel.quantize_aware "
+            "and stripped; for a float model use 'int8' (post-training)."
+        )
+    if states and not all(state.stripped for _, state in states):
+        raise UserError("Call tfaccel.strip(model) after QAT, before converting it.")
+
+
+def _configure(converter, model, mode):
+    import tensorflow as tf
+
+    from tfaccel.quantization import _state as qat_state
+
+    if mode != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    states = qat_state.find_states(model)
+    if mode == "qat" and not states[0][1].config.per_channel:
+        converter._experimental_disable_per_channel = True
+
+
+def _strip_tensor_names(data):
+    """Drops tensor names (debug strings, about 3% of a small model's file).
+
+    Signature inputs and outputs keep their names: signature maps name
+    tensors by index. TensorFlow's own `flatbuffer_utils.strip_strings`
+    would drop the signatures too.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            tensor.name = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+@contextlib.contextmanager
+def _saved_model(model, source_length, target_length):
+    archive = signatures.generation_archive(model, source_length, target_length)
+    with tempfile.TemporaryDirectory(prefix="tfaccel-tflite-") as folder:
+        path = pathlib.Path(folder) / "saved_model"
+        archive.write_out(str(path), verbose=False)
+        yield path
+
+
+def _calibration_samples(model, sources, source_length, target_length, limit=128):
+    """Builds `(signature, inputs)` pairs by greedy-decoding `sources` in Keras.
+
+    Each source is encoded, then decoded one token at a time with the Keras
+    model, and every `decode_step` input along the way is a sample, so the
+    cache contents seen in calibration are those seen at inference.
+    """
+    if sources is None:
+        raise UserError(
+            "TFLite mode 'int8' needs a representative dataset: source id "
+            "arrays from the training split (tasks give one)."
+        )
+    samples = []
+    rows = 0
+    for batch in sources:
+        batch = np.asarray(batch, dtype=np.int32)
+        for ids in batch:
+            if rows >= limit:
+                break
+            samples += _trace_one(model, ids, source_length, target_length)
+            rows += 1
+    if not samples:
+        raise UserError(
+            "The representative dataset for TFLite mode 'int8' is empty; pass "
+            "at least one batch of source ids from the training split."
+        )
+    return samples
+
+
+def _trace_one(model, ids, source_length, target_length):
+    from keras import ops
+
+    from tfaccel.models.seq2seq_transformer import BOS_ID, EOS_ID
+
+    padded = np.zeros((1, source_length), np.int32)
+    ids = ids[ids != 0][:source_length]
+    padded[0, : len(ids)] = ids
+    cross, mask = model.encode(padded)
+    cross = ops.convert_to_numpy(cross)
+    mask = ops.convert_to_numpy(mask).astype(np.float32)
+    samples = [(signatures.ENCODE, {"encoder_token_ids": padded})]
+    cache = ops.convert_to_numpy(model.init_cache(1, target_length))
+    token = BOS_ID
+    for index in range(target_length):
+        inputs = {
+            "token_ids": np.array([[token]], np.int32),
+            "index": np.array(index, np.int32),
+            "self_cache": cache,
+            "cross_cache": cross,
+            "encoder_mask": mask,
+        }
+        samples.append((signatures.DECODE_STEP, inputs))
+        logits, cache = model.decode_step(
+            inputs["token_ids"], index, cache, cross, mask > 0.5
+        )
+        cache = ops.convert_to_numpy(cache)
+        token = int(_greedy(ops.convert_to_numpy(logits))[0])
+        if token == EOS_ID:
+            break
+    return samples
+
+
+def _greedy(logits):
+    from tfaccel.models.seq2seq_transformer import EOS_ID
+
+    logits = np.array(logits, dtype=np.float32, copy=True)
+    logits[:, :EOS_ID] = -np.inf  # padding and BOS are never outputs
+    return logits.argmax(axis=-1).astype(np.int32)
+
+
+class LiteRTModel:
+    """A `.tflite` seq2seq model run in LiteRT's interpreter.
+
+    Args:
+        model: path of a `.tflite` file, or its bytes.
+        num_threads: interpreter threads.
+
+    Example:
+
+    ```python
+    lite = LiteRTModel("model.tflite")
+    tokens = lite.generate(ids, max_length=32)
+    ```
+    """
+
+    def __init__(self, model, num_threads=1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        if isinstance(model, bytes):
+            self.interpreter = Interpreter(model_content=model, num_threads=num_threads)
+        else:
+            path = pathlib.Path(model)
+            if not path.is_file():
+                raise UserError(f"No TFLite file at '{path}'. Export one first.")
+            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        self._encode = self.interpreter.get_signature_runner(signatures.ENCODE)
+        self._decode = self.interpreter.get_signature_runner(signatures.DECODE_STEP)
+        details = self._decode.get_input_details()
+        self.source_length = int(details["cross_cache"]["shape_signature"][3])
+        self.target_length = int(details["self_cache"]["shape_signature"][3])
+        self._cache_shape = tuple(int(d) for d in details["self_cache"]["shape_signature"][1:])
+
+    def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
+        """Greedy decoding with the key/value cache, as `Seq2SeqTransformer.generate`."""
+        from tfaccel.models.seq2seq_transformer import EOS_ID, PAD_ID, BOS_ID
+
+        ids = np.asarray(encoder_token_ids, dtype=np.int32)
+        batch, width = ids.shape
+        if width > self.source_length:
+            raise UserError(
+                f"Sources of {width} ids do not fit the exported width "
+                f"{self.source_length}; export with a larger source length."
+            )
+        max_length = min(max_length or self.target_length, self.target_length)
+        padded = np.zeros((batch, self.source_length), np.int32)
+        padded[:, :width] = ids
+        encoded = self._encode(encoder_token_ids=padded)
+        cross, mask = encoded["cross_cache"], encoded["encoder_mask"]
+        cache = np.zeros((batch, *self._cache_shape), np.float32)
+        tokens = np.zeros((batch, max_length), np.int32)
+        token = np.full((batch, 1), BOS_ID, np.int32)
+        done = np.zeros(batch, bool)
+        for index in range(max_length):
+            out = self._decode(
+                token_ids=token,
+                index=np.array(index, np.int32),
+                self_cache=cache,
+                cross_cache=cross,
+                encoder_mask=mask,
+            )
+            cache = out["self_cache"]
+            next_token = _greedy(out["logits"])
+            if stop_at_eos:
+                next_token = np.where(done, PAD_ID, next_token)
+            tokens[:, index] = next_token
+            token = next_token[:, None]
+            if stop_at_eos:
+                done |= next_token == EOS_ID
+                if done.all():
+                    break
+        return tokens
+
+
+def op_report(tflite):
+    """Lists every operator of a `.tflite` model with its tensor types.
+
+    Args:
+        tflite: the flatbuffer bytes, or a path.
+
+    Returns:
+        A list of dicts with keys `subgraph` (signature name when known),
+        `op` (e.g. `"FULLY_CONNECTED"`), `inputs` and `outputs` (tensor type
+        names such as `"INT8"`), `weight_scales`: how many scales the second
+        input has (per-channel when > 1), or 0, and `weight_zeros`: the
+        fraction of zeros in the second input when it is a stored int8
+        constant, else None.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = pathlib.Path(tflite).read_bytes() if not isinstance(tflite, bytes) else tflite
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    names = {}
+    for signature in model.signatureDefs or []:
+        names[signature.subgraphIndex] = signature.signatureKey.decode()
+    rows = []
+    for index, subgraph in enumerate(model.subgraphs):
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            tensors = [subgraph.tensors[i] if i >= 0 else None for i in op.inputs]
+            weight = tensors[1] if len(tensors) > 1 else None
+            scales = 0
+            if weight is not None and weight.quantization is not None:
+                scales = 0 if weight.quantization.scale is None else len(weight.quantization.scale)
+            zeros = None
+            if weight is not None and type_names[weight.type] == "INT8":
+                buffer = model.buffers[weight.buffer].data
+                if buffer is not None and len(buffer):
+                    zeros = float(np.mean(np.asarray(buffer) == 0))
+            rows.append(
+                {
+                    "subgraph": names.get(index, str(index)),
+                    "op": name,
+                    "inputs": [type_names[t.type] if t is not None else None for t in tensors],
+                    "outputs": [type_names[subgraph.tensors[i].type] for i in op.outputs],
+                    "weight_scales": scales,
+                    "weight_zeros": zeros,
+                }
+            )
+    return rows

@@ -1,0 +1,52 @@
+"""QAT state kept beside a model: one record per quantized layer.
+
+As with pruning, the state is a plain Python object (`model._tfaccel_qat`)
+that Keras does not track. Quantized layers get an instance-level `call`
+(or `_compute_attention`) that adds fake quantization, the way Keras's own
+`Layer.quantize()` changes a layer in place; `strip` bakes the weights and
+freezes the ranges, and `forget` puts the original methods back.
+"""
+
+import dataclasses
+
+ATTRIBUTE = "_tfaccel_qat"
+
+
+@dataclasses.dataclass(eq=False)
+class QuantizedLayer:
+    """One layer changed by QAT."""
+
+    path: str  # the layer's path, e.g. "decoder_layer_0/.../query"
+    kind: str  # "dense", "einsum_dense", "attention" or "embedding"
+    layer: object
+    weight: object = None  # the quantized keras.Variable, if any
+    input_axes: tuple = ()
+    ranges: dict = dataclasses.field(default_factory=dict)  # name -> ActivationRange
+    mask: object = None  # fixed sparsity mask (prune-preserving), if any
+    original_constraint: object = None
+    patched: tuple = ()  # names of the instance methods set on `layer`
+    baked: bool = False  # the weight holds its quantized values (stripped)
+
+
+@dataclasses.dataclass(eq=False)
+class QATState:
+    """Everything `quantize_aware` adds to a model."""
+
+    config: object  # QATConfig
+    layers: list  # of QuantizedLayer
+    stripped: bool = False
+
+    def ranges(self):
+        """Yields `(name, ActivationRange)` for every tracked activation."""
+        for record in self.layers:
+            for name, quantizer in record.ranges.items():
+                yield f"{record.path}/{name}", quantizer
+
+
+def find_states(model):
+    """Returns `(layer, state)` for `model` and every nested layer with QAT."""
+    return [
+        (layer, getattr(layer, ATTRIBUTE))
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if getattr(layer, ATTRIBUTE, None) is not None
+    ]

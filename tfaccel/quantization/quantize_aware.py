@@ -1,0 +1,385 @@
+"""`quantize_aware`: int8 quantization-aware training of any Keras 3 model."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from tfaccel.errors import UserError
+from tfaccel.pruning import _structure
+from tfaccel.pruning.prune import match_variables
+from tfaccel.quantization import _state
+from tfaccel.quantization._fake_quant import (
+    ActivationRange,
+    quantize_weight,
+    quantized_by,
+    stamp,
+)
+from tfaccel.quantization.config import QATConfig
+
+DEFAULT_TARGETS = (r".*kernel",)
+
+
+def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
+    """Adds int8 fake quantization to the layers that own `targets`, in place.
+
+    Quantization-aware training (Jacob et al., 2018,
+    https://arxiv.org/abs/1712.05877): the forward pass rounds weights and
+    activations as int8 kernels will, and gradients pass straight through
+    the rounding, so training learns weights that survive it.
+
+    - `Dense` and `EinsumDense` (anywhere: keras-hub attention query, key,
+      value and output projections, feedforward layers, plain layers):
+      the input and output are fake-quantized with moving-average ranges,
+      the kernel symmetrically, per output channel by default.
+    - `MultiHeadAttention` whose query, key and value projections are all
+      quantized: the inputs and outputs of the attention-score and value
+      matmuls are quantized too, so TFLite runs them as int8 `BATCH_MATMUL`.
+      Softmax and the mask stay float.
+    - `Embedding` tables (weight-only, one scale per row) when targeted.
+    - LayerNorm, softmax and everything untargeted stay float.
+
+    Zeros in a targeted weight stay zero (`config.preserve_sparsity`), so a
+    pruned model keeps its sparsity. `tfaccel.strip` bakes the weights onto
+    the int8 grid and freezes the ranges; TFLite conversion of the result
+    gives int8 kernels (see `tfaccel.export.tflite`).
+
+    Args:
+        model: a built Keras 3 model, changed in place.
+        targets: list of regexes over variable paths (as `tfaccel.prune`);
+            every layer owning a matched variable is quantized. Defaults to
+            every kernel.
+        config: a `QATConfig`; defaults to W8A8 per-channel.
+
+    Returns:
+        `model`, ready for `model.fit(..., callbacks=tfaccel.callbacks(model))`.
+
+    Example:
+
+    ```python
+    model = tfaccel.quantize_aware(model, targets=[r".*kernel"])
+    model.fit(ds, epochs=2, callbacks=tfaccel.callbacks(model))
+    model = tfaccel.strip(model)
+    ```
+    """
+    config = config or QATConfig()
+    if not isinstance(config, QATConfig):
+        raise UserError(f"`config` must be a tfaccel.QATConfig. Received: config={config!r}")
+    if not isinstance(model, keras.Model) or not model.built:
+        raise UserError(
+            "quantize_aware needs a built Keras model; call it on a batch first. "
+            f"Received: model={model!r}"
+        )
+    if getattr(model, _state.ATTRIBUTE, None) is not None:
+        raise UserError(
+            f"Model '{model.name}' is already quantization-aware; call "
+            "tfaccel.strip(model) before quantizing it again."
+        )
+    variables = match_variables(model, list(targets))
+    owners = _structure.owner_layers(model)
+    layers = _target_layers(variables, owners)
+    with _strategy(model).scope():
+        records = [_quantize_layer(layer, path, config) for path, layer in layers]
+        if config.quantize_attention:
+            quantized = {id(r.layer): r for r in records}
+            records += _quantize_attention(model, quantized, config)
+    object.__setattr__(model, _state.ATTRIBUTE, _state.QATState(config, records))
+    forget_compiled(model)
+    return model
+
+
+def forget_compiled(model):
+    """Drops compiled functions traced before the forward pass changed.
+
+    `model.generate` and Keras's train/predict functions are traced once;
+    after QAT changes layer calls (or strip changes them again) they would
+    still run the old graph.
+    """
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        cache = getattr(layer, "_generate_functions", None)
+        if cache is not None:
+            cache.clear()
+        if isinstance(layer, keras.Model):
+            layer.train_function = None
+            layer.predict_function = None
+            layer.test_function = None
+
+
+def _target_layers(variables, owners):
+    """Returns `[(path, layer)]` of the layers owning `variables`, each once."""
+    found = {}
+    for variable in variables:
+        layer = owners.get(id(variable))
+        path = getattr(layer, "path", None) or variable.path.rsplit("/", 1)[0]
+        if not isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense | keras.layers.Embedding):
+            kind = type(layer).__name__ if layer is not None else "unknown"
+            raise UserError(
+                f"Cannot quantize '{variable.path}' ({kind}): QAT handles Dense "
+                "and EinsumDense kernels and Embedding tables; LayerNorm and "
+                "position tables stay float, as TFLite runs them. Narrow "
+                "`targets` so they do not match it, e.g. [r'.*kernel']."
+            )
+        if isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense):
+            if getattr(layer, "lora_enabled", False) or layer.dtype_policy.quantization_mode:
+                raise UserError(
+                    f"Cannot quantize '{path}': it has LoRA or is already quantized "
+                    f"({layer.dtype_policy.name}). Merge LoRA or start from the "
+                    "float model."
+                )
+        found.setdefault(id(layer), (path, layer))
+    return list(found.values())
+
+
+def _quantize_layer(layer, path, config):
+    if isinstance(layer, keras.layers.Embedding):
+        return _quantize_embedding(layer, path, config)
+    kind = "dense" if isinstance(layer, keras.layers.Dense) else "einsum_dense"
+    weight = layer._kernel
+    record = _state.QuantizedLayer(
+        path=path,
+        kind=kind,
+        layer=layer,
+        weight=weight,
+        input_axes=_structure.input_axes(weight, layer),
+        ranges={
+            "input": ActivationRange(f"{layer.name}_input", config.activation_bits, config.range_decay),
+            "output": ActivationRange(f"{layer.name}_output", config.activation_bits, config.range_decay),
+        },
+    )
+    _preserve_zeros(record, config)
+    plan = _matmul_plan(layer, kind, weight)
+
+    def call(inputs, training=None):
+        x = inputs if quantized_by(inputs) else record.ranges["input"](inputs, training)
+        w = _weight(record, config)
+        if plan is None:
+            y = _finish(layer, ops.einsum(layer.equation, x, w))
+            return stamp(record.ranges["output"](y, training), record.ranges["output"])
+        # A 2-D matmul with bias and activation straight after it and the
+        # output range right after those: the pattern TFLite fuses into one
+        # int8 FULLY_CONNECTED. (A rank-3 matmul or an einsum lowers to a
+        # reshape between the matmul and the bias add, which leaves the
+        # matmul float.)
+        lead = ops.shape(x)[: len(x.shape) - plan.contracted]
+        if plan.permutation is not None:
+            w = ops.transpose(w, plan.permutation)
+        y = ops.matmul(ops.reshape(x, (-1, plan.in_size)), ops.reshape(w, (plan.in_size, -1)))
+        if layer.bias is not None:
+            bias = ops.broadcast_to(layer.bias, plan.out_shape)
+            y = ops.add(y, ops.reshape(bias, (-1,)))
+        if layer.activation is not None:
+            y = layer.activation(y)
+        y = record.ranges["output"](y, training)
+        return stamp(ops.reshape(y, (*lead, *plan.out_shape)), record.ranges["output"])
+
+    _patch(record, "call", call)
+    return record
+
+
+class _MatmulPlan:
+    """How a Dense or EinsumDense layer maps onto `(-1, in) @ (in, out)`."""
+
+    def __init__(self, contracted, permutation, in_size, out_shape):
+        self.contracted = contracted  # trailing input axes summed over
+        self.permutation = permutation  # kernel transpose to (in..., out...)
+        self.in_size = in_size
+        self.out_shape = out_shape  # kernel output dims, in output order
+
+
+def _matmul_plan(layer, kind, weight):
+    """Returns a `_MatmulPlan`, or None if the einsum is not a plain matmul.
+
+    An einsum is a plain matmul when the input ends with the contracted
+    letters, the output ends with the kernel's other letters, and the
+    leading letters of both match, as in every keras-hub projection
+    (`"abc,cde->abde"`, `"abcd,cde->abe"`).
+    """
+    shape = tuple(int(d) for d in weight.shape)
+    if kind == "dense":
+        return _MatmulPlan(1, None, shape[0], (shape[1],))
+    equation = layer.equation.replace(" ", "")
+    if "..." in equation:
+        return None
+    inputs, rest = equation.split(",")
+    kernel, output = rest.split("->")
+    contracted = [c for c in kernel if c not in output]
+    produced = [c for c in kernel if c in output]
+    n_in, n_out = len(contracted), len(produced)
+    if (
+        not n_in
+        or set(inputs[len(inputs) - n_in :]) != set(contracted)
+        or set(output[len(output) - n_out :]) != set(produced)
+        or inputs[: len(inputs) - n_in] != output[: len(output) - n_out]
+        or any(c in inputs for c in produced)
+    ):
+        return None
+    order = [kernel.index(c) for c in inputs[len(inputs) - n_in :]]
+    order += [kernel.index(c) for c in output[len(output) - n_out :]]
+    permutation = None if order == list(range(len(kernel))) else order
+    in_size = int(np.prod([shape[kernel.index(c)] for c in contracted]))
+    out_shape = tuple(shape[kernel.index(c)] for c in output[len(output) - n_out :])
+    if layer.bias is not None:
+        try:
+            np.broadcast_shapes(tuple(layer.bias.shape), out_shape)
+        except ValueError:
+            return None
+    return _MatmulPlan(n_in, permutation, in_size, out_shape)
+
+
+def _finish(layer, y):
+    if layer.bias is not None:
+        y = ops.add(y, layer.bias)
+    if layer.activation is not None:
+        y = layer.activation(y)
+    return y
+
+
+def _quantize_embedding(layer, path, config):
+    weight = layer.embeddings
+    record = _state.QuantizedLayer(
+        path=path, kind="embedding", layer=layer, weight=weight, input_axes=(1,)
+    )
+    _preserve_zeros(record, config)
+    original = layer.call
+
+    def call(inputs, *args, **kwargs):
+        if args or kwargs.get("reverse"):
+            return original(inputs, *args, **kwargs)
+        ids = ops.cast(inputs, "int32")
+        return ops.take(_weight(record, config), ids, axis=0)
+
+    _patch(record, "call", call)
+    return record
+
+
+def _weight(record, config):
+    """The fake-quantized weight; once stripped, the baked weight itself.
+
+    Embedding tables keep their FakeQuant op (per tensor; idempotent on baked
+    values): TFLite then stores the table as int8 and runs an int8 GATHER.
+    Kernels are baked without one (see `tfaccel.export.tflite`).
+    """
+    weight = ops.convert_to_tensor(record.weight)
+    if record.mask is not None:
+        weight = ops.multiply(weight, ops.convert_to_tensor(record.mask))
+    if record.kind == "embedding":
+        return quantize_weight(weight, record.input_axes, config.weight_bits, per_channel=False)
+    if record.baked:
+        return weight
+    return quantize_weight(weight, record.input_axes, config.weight_bits, config.per_channel)
+
+
+def _preserve_zeros(record, config):
+    """Fixes the zeros of a pruned weight with a mask applied after each step."""
+    if not config.preserve_sparsity:
+        return
+    values = ops.convert_to_numpy(record.weight)
+    if not np.any(values == 0):
+        return
+    record.mask = keras.Variable(
+        (values != 0).astype(np.float32), trainable=False, name=f"{record.layer.name}_qat_mask"
+    )
+    record.original_constraint = record.weight.constraint
+    record.weight.constraint = _FixedMask(record.mask, record.original_constraint)
+
+
+class _FixedMask(keras.constraints.Constraint):
+    def __init__(self, mask, original=None):
+        self.mask = mask
+        self.original = original
+
+    def __call__(self, weight):
+        if self.original is not None:
+            weight = self.original(weight)
+        return ops.multiply(weight, ops.cast(self.mask, weight.dtype))
+
+
+def _quantize_attention(model, quantized, config):
+    records = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, keras.layers.MultiHeadAttention):
+            continue
+        projections = (layer._query_dense, layer._key_dense, layer._value_dense)
+        if not all(id(p) in quantized for p in projections):
+            continue
+        records.append(_quantize_matmuls(layer, config, quantized))
+    return records
+
+
+def _quantize_matmuls(layer, config, quantized):
+    # One range per tensor (see `stamp`): the keys and values use the output
+    # ranges of the key and value projections, also when they are read back
+    # from a cache, and the context (probabilities @ value) is quantized by
+    # the output projection's input range.
+    names = ("query", "scores", "probabilities")
+    record = _state.QuantizedLayer(
+        path=layer.path or layer.name,
+        kind="attention",
+        layer=layer,
+        ranges={
+            name: ActivationRange(f"{layer.name}_{name}", config.activation_bits, config.range_decay)
+            for name in names
+        },
+    )
+    q = record.ranges
+    key_range = quantized[id(layer._key_dense)].ranges["output"]
+    value_range = quantized[id(layer._value_dense)].ranges["output"]
+    axes = layer._softmax.axis
+    softmax_axis = axes[0] if isinstance(axes, tuple | list) and len(axes) == 1 else axes
+
+    def compute_attention(
+        query, key, value, attention_mask=None, training=None,
+        return_attention_scores=False, use_causal_mask=False,
+    ):
+        # The explicit path of keras.layers.MultiHeadAttention, with each
+        # matmul operand quantized; softmax and the mask stay float.
+        if use_causal_mask:
+            causal = layer._compute_causal_mask(query, value)
+            attention_mask = causal if attention_mask is None else ops.logical_and(
+                ops.cast(attention_mask, "bool"), causal
+            )
+        query = ops.multiply(query, ops.cast(layer._inverse_sqrt_key_dim, query.dtype))
+        key = key if quantized_by(key) else key_range(key, training, update=False)
+        value = value if quantized_by(value) else value_range(value, training, update=False)
+        scores = ops.einsum(layer._dot_product_equation, key, q["query"](query, training))
+        scores = q["scores"](scores, training)
+        if attention_mask is not None:
+            # An additive float mask rather than Keras's `where`: TFLite
+            # would run a `where` in int8 and clip the -1e9 to the range of
+            # the scores, leaking attention onto padding. The add has no
+            # range after it, so it and the softmax stay float.
+            mask = ops.cast(attention_mask, scores.dtype)
+            for _ in range(len(scores.shape) - len(mask.shape)):
+                mask = ops.expand_dims(mask, axis=-len(layer._attention_axes) * 2 - 1)
+            scores = ops.add(scores, ops.multiply(ops.subtract(1.0, mask), -1e9))
+        probabilities = ops.softmax(scores, axis=softmax_axis)
+        if layer._dropout > 0.0:
+            probabilities = layer._dropout_layer(probabilities, training=training)
+        context = ops.einsum(
+            layer._combine_equation, q["probabilities"](probabilities, training), value
+        )
+        return context, probabilities
+
+    _patch(record, "_compute_attention", compute_attention)
+    return record
+
+
+def _patch(record, name, function):
+    # An instance attribute shadows the class method; Keras's __setattr__
+    # would try to track it, so go around it.
+    object.__setattr__(record.layer, name, function)
+    record.patched = (*record.patched, name)
+
+
+def unpatch(record):
+    """Removes the instance methods set by `quantize_aware`."""
+    for name in record.patched:
+        object.__delattr__(record.layer, name)
+    record.patched = ()
+
+
+def _strategy(model):
+    import tensorflow as tf
+
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    return model.distribute_strategy

@@ -1,0 +1,158 @@
+"""`strip_quantization`, and saving the int8 ranges with a model.
+
+A stripped QAT model is a plain Keras model whose weights sit exactly on the
+int8 grid; its quantized layers keep an inference-only `call` that applies
+the frozen activation ranges, which is what the TFLite converter reads to
+build int8 kernels. Nothing in it is trained or updated any more: the range
+variables, step counts and sparsity masks are gone.
+
+Keras cannot hold those ranges in its own layers, so `export_spec` gives
+them as a JSON-able dict, which `tfaccel.models.save_model` writes inside
+the `.keras` file and `load_model` applies again with `restore`. Plain
+`keras.saving.load_model` reads the same file as a float model with the
+baked int8-grid weights.
+"""
+
+import re
+
+import keras
+from keras import ops
+
+from tfaccel.errors import UserError
+from tfaccel.quantization import _state
+from tfaccel.quantization.config import QATConfig
+from tfaccel.quantization.quantize_aware import (
+    _weight,
+    forget_compiled,
+    quantize_aware,
+    unpatch,
+)
+
+SPEC_VERSION = 1
+
+
+def strip_quantization(model):
+    """Bakes quantized weights and freezes activation ranges, in place.
+
+    Every quantized weight is replaced by its fake-quantized value (with its
+    sparsity mask applied), its constraint is restored, and every activation
+    range is fixed to its trained value. A model without QAT is returned
+    unchanged; stripping twice changes nothing.
+
+    Args:
+        model: a model changed by `tfaccel.quantize_aware`.
+
+    Returns:
+        `model` itself.
+
+    Example:
+
+    ```python
+    model = tfaccel.quantization.strip_quantization(model)
+    tfaccel.export.tflite.convert(model, "qat")
+    ```
+    """
+    for layer, state in _state.find_states(model):
+        if state.stripped:
+            continue
+        for record in state.layers:
+            if record.weight is not None:
+                baked = ops.convert_to_numpy(_weight(record, state.config))
+                record.weight.assign(baked)
+                record.baked = True
+                if record.mask is not None:
+                    record.weight.constraint = record.original_constraint
+                    record.mask = None
+            for quantizer in record.ranges.values():
+                quantizer.freeze()
+        state.stripped = True
+        forget_compiled(layer)
+    return model
+
+
+def export_spec(model):
+    """Returns the frozen quantization of a stripped model as plain data, or None."""
+    states = _state.find_states(model)
+    if not states:
+        return None
+    (_, state), *rest = states
+    if rest:
+        raise UserError("export_spec handles one quantized model, not nested ones.")
+    if not state.stripped:
+        raise UserError(
+            "The model still trains its quantization ranges; call "
+            "tfaccel.strip(model) before saving or exporting it."
+        )
+    return {
+        "version": SPEC_VERSION,
+        "config": state.config.get_config(),
+        "layers": [
+            {
+                "path": record.path,
+                "kind": record.kind,
+                "ranges": {name: list(q.values()) for name, q in record.ranges.items()},
+            }
+            for record in state.layers
+        ],
+    }
+
+
+def restore(model, spec):
+    """Applies a spec from `export_spec` to a model loaded from `.keras`.
+
+    The weights are already baked, so they are not quantized again; the
+    layers get back their frozen activation ranges.
+    """
+    if spec.get("version") != SPEC_VERSION:
+        raise UserError(
+            f"Unknown tfaccel quantization spec version {spec.get('version')!r}; "
+            f"this tfaccel reads version {SPEC_VERSION}. Upgrade tfaccel."
+        )
+    config = QATConfig.from_config({**spec["config"], "preserve_sparsity": False})
+    by_path = {
+        layer.path: layer for layer in model._flatten_layers(include_self=False, recursive=True)
+    }
+    weighted = [e for e in spec["layers"] if e["kind"] != "attention"]
+    missing = [e["path"] for e in spec["layers"] if e["path"] not in by_path]
+    if missing:
+        raise UserError(
+            f"The saved quantization names layers this model lacks: {missing[:3]}. "
+            "Was the .keras file edited or the model rebuilt with other names?"
+        )
+    variables = [_layer_weight(by_path[e["path"]]) for e in weighted]
+    targets = ["|".join(_escape(v.path) for v in variables)]
+    quantize_aware(model, targets=targets, config=config)
+    state = getattr(model, _state.ATTRIBUTE)
+    records = {record.path: record for record in state.layers}
+    for entry in spec["layers"]:
+        record = records.get(entry["path"])
+        if record is None:
+            raise UserError(f"Cannot restore quantization of '{entry['path']}'.")
+        record.baked = record.weight is not None
+        for name, (low, high) in entry["ranges"].items():
+            record.ranges[name].set_values(low, high)
+    state.stripped = True
+    forget_compiled(model)
+    return model
+
+
+def forget(model):
+    """Removes QAT entirely: original layer methods, no ranges (weights stay)."""
+    for layer, state in _state.find_states(model):
+        for record in state.layers:
+            unpatch(record)
+            if record.mask is not None:
+                record.weight.constraint = record.original_constraint
+        object.__delattr__(layer, _state.ATTRIBUTE)
+    return model
+
+
+def _layer_weight(layer):
+    if isinstance(layer, keras.layers.Embedding):
+        return layer.embeddings
+    return layer._kernel
+
+
+def _escape(text):
+    return re.escape(text)
+
