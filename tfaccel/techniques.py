@@ -59,4 +59,6 @@ def strip(model):
     model.save("model.keras")
     ```
     """
-    return strip_quantization(strip_pruning(model))
+    # In the reverse order of application (prune, then QAT): QAT's strip puts
+    # back the constraint it found, pruning's strip the one before that.
+    return strip_pruning(strip_quantization(model))

@@ -155,12 +155,55 @@ def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
     assert (root / "tiny-prune" / "logs" / "prune").is_dir()
 
 
+@pytest.mark.large
+def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(trained, monkeypatch):
+    from tfaccel.export import tflite
+    from tfaccel.models import load_model
+    from tfaccel.quantization import _state
+
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-qat",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64},
+            "precision": "mixed_bfloat16",
+            "stages": [
+                {
+                    "name": "qat",
+                    "epochs": 1,
+                    "modifiers": [{"type": "quantization_aware", "per_channel": False}],
+                }
+            ],
+            "export": ["tflite_int8", "keras_int8"],
+            "output_dir": root.name,
+        }
+    )
+    lines = []
+    result = run_recipe(recipe, log=lines.append)
+    assert "Training stages in mixed_bfloat16" in lines
+    run = root / "tiny-qat"
+    exported = result["exports"]["tflite_int8"]
+    assert exported["mode"] == "qat"  # trained ranges, no calibration
+    assert exported["bytes"] == (run / "model_int8.tflite").stat().st_size
+    assert exported["agreement_with_keras"]["count"] > 0
+    assert 0.0 <= exported["test"]["wer"] <= 1.0
+    rows = tflite.op_report(run / "model_int8.tflite")
+    assert all(r["inputs"][:2] == ["INT8", "INT8"] for r in rows if r["op"] == "FULLY_CONNECTED")
+    assert result["exports"]["keras_int8"]["bytes"] > 0
+    model = load_model(run / "model.keras")
+    assert model.dtype_policy.name == "float32"
+    assert _state.find_states(model)[0][1].stripped
+
+
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
         ({"export": ["onnx"]}, "export"),
         ({"distribute": {"strategy": "mirrored"}}, "distribute.strategy"),
-        ({"precision": "mixed_float16"}, "precision"),
         ({"benchmark": {"batch_sizes": [1]}}, "benchmark"),
         ({"assert": {"max_wer_increase": 1.0}}, "assert"),
     ],

@@ -64,7 +64,7 @@ def convert(model, mode, source_length, target_length, representative=None):
         converter = tf.lite.TFLiteConverter.from_saved_model(
             str(folder), signature_keys=[signatures.ENCODE, signatures.DECODE_STEP]
         )
-        _configure(converter, model, mode)
+        _configure(converter, mode)
         if mode == "int8":
             converter.representative_dataset = lambda: iter(samples)
         return _strip_tensor_names(converter.convert())
@@ -96,7 +96,7 @@ def convert_model(model, mode, representative=None):
     with tempfile.TemporaryDirectory(prefix="tfaccel-tflite-") as folder:
         model.export(folder, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        _configure(converter, model, mode)
+        _configure(converter, mode)
         if mode == "int8":
             converter.representative_dataset = lambda: iter(samples)
         return _strip_tensor_names(converter.convert())
@@ -117,18 +117,13 @@ def _check_mode(model, mode):
         raise UserError("Call tfaccel.strip(model) after QAT, before converting it.")
 
 
-def _configure(converter, model, mode):
+def _configure(converter, mode):
     import tensorflow as tf
-
-    from tfaccel.quantization import _state as qat_state
 
     if mode != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    states = qat_state.find_states(model)
-    if mode == "qat" and not states[0][1].config.per_channel:
-        converter._experimental_disable_per_channel = True
 
 
 def _strip_tensor_names(data):
@@ -348,3 +343,30 @@ def op_report(tflite):
                 }
             )
     return rows
+
+
+def stored_bytes(tflite):
+    """Bytes of constant tensor data in a `.tflite` model, by tensor type.
+
+    Args:
+        tflite: the flatbuffer bytes, or a path.
+
+    Returns:
+        A dict such as `{"INT8": 1391489, "FLOAT32": 48788, "INT32": 34376}`;
+        each buffer is counted once even if several tensors share it.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = pathlib.Path(tflite).read_bytes() if not isinstance(tflite, bytes) else tflite
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    seen, sizes = set(), {}
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            buffer = model.buffers[tensor.buffer].data
+            if buffer is None or not len(buffer) or tensor.buffer in seen:
+                continue
+            seen.add(tensor.buffer)
+            name = type_names[tensor.type]
+            sizes[name] = sizes.get(name, 0) + len(buffer)
+    return sizes

@@ -145,14 +145,30 @@ def _quantize_layer(layer, path, config):
             "output": ActivationRange(f"{layer.name}_output", config.activation_bits, config.range_decay),
         },
     )
+    if not _fusable(layer.activation):
+        # TFLite fuses only ReLU-like activations into FULLY_CONNECTED; any
+        # other (GELU in BART) is its own int8 op and needs its input range.
+        record.ranges["pre_activation"] = ActivationRange(
+            f"{layer.name}_pre_activation", config.activation_bits, config.range_decay
+        )
     _preserve_zeros(record, config)
     plan = _matmul_plan(layer, kind, weight)
+
+    def activate(y, training):
+        if layer.activation is None:
+            return y
+        if "pre_activation" in record.ranges:
+            y = record.ranges["pre_activation"](y, training)
+        return layer.activation(y)
 
     def call(inputs, training=None):
         x = inputs if quantized_by(inputs) else record.ranges["input"](inputs, training)
         w = _weight(record, config)
         if plan is None:
-            y = _finish(layer, ops.einsum(layer.equation, x, w))
+            y = ops.einsum(layer.equation, x, w)
+            if layer.bias is not None:
+                y = ops.add(y, layer.bias)
+            y = activate(y, training)
             return stamp(record.ranges["output"](y, training), record.ranges["output"])
         # A 2-D matmul with bias and activation straight after it and the
         # output range right after those: the pattern TFLite fuses into one
@@ -166,8 +182,7 @@ def _quantize_layer(layer, path, config):
         if layer.bias is not None:
             bias = ops.broadcast_to(layer.bias, plan.out_shape)
             y = ops.add(y, ops.reshape(bias, (-1,)))
-        if layer.activation is not None:
-            y = layer.activation(y)
+        y = activate(y, training)
         y = record.ranges["output"](y, training)
         return stamp(ops.reshape(y, (*lead, *plan.out_shape)), record.ranges["output"])
 
@@ -225,12 +240,11 @@ def _matmul_plan(layer, kind, weight):
     return _MatmulPlan(n_in, permutation, in_size, out_shape)
 
 
-def _finish(layer, y):
-    if layer.bias is not None:
-        y = ops.add(y, layer.bias)
-    if layer.activation is not None:
-        y = layer.activation(y)
-    return y
+_FUSABLE = ("linear", "relu", "relu6")
+
+
+def _fusable(activation):
+    return activation is None or getattr(activation, "__name__", None) in _FUSABLE
 
 
 def _quantize_embedding(layer, path, config):
@@ -254,16 +268,18 @@ def _quantize_embedding(layer, path, config):
 def _weight(record, config):
     """The fake-quantized weight; once stripped, the baked weight itself.
 
-    Embedding tables keep their FakeQuant op (per tensor; idempotent on baked
-    values): TFLite then stores the table as int8 and runs an int8 GATHER.
-    Kernels are baked without one (see `tfaccel.export.tflite`).
+    Per-tensor weights and embedding tables keep their FakeQuant op once
+    baked (idempotent on baked values), which TFLite reads as the weight's
+    one scale; embedding tables then become int8 GATHERs. Per-channel
+    kernels are baked without one (see `tfaccel.export.tflite`), and the
+    converter derives the same per-channel scales from the values.
     """
     weight = ops.convert_to_tensor(record.weight)
     if record.mask is not None:
         weight = ops.multiply(weight, ops.convert_to_tensor(record.mask))
     if record.kind == "embedding":
         return quantize_weight(weight, record.input_axes, config.weight_bits, per_channel=False)
-    if record.baked:
+    if record.baked and config.per_channel:
         return weight
     return quantize_weight(weight, record.input_axes, config.weight_bits, config.per_channel)
 
@@ -320,6 +336,10 @@ def _quantize_matmuls(layer, config, quantized):
             for name in names
         },
     )
+    # TFLite's int8 softmax output has the fixed scale 1/256 and zero point
+    # -128; giving the probabilities exactly that range avoids a second
+    # rounding (a requantize op) after the softmax in the exported model.
+    record.ranges["probabilities"].set_values(0.0, 255.0 / 256.0)
     q = record.ranges
     key_range = quantized[id(layer._key_dense)].ranges["output"]
     value_range = quantized[id(layer._value_dense)].ranges["output"]

@@ -26,7 +26,7 @@ APPLIERS = {
 }
 
 # Export formats this build runs; the schema lists every planned one.
-EXPORTERS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
+EXPORTERS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "keras_int8")
 
 
 def baseline_config(recipe):
@@ -115,11 +115,16 @@ def run_recipe(recipe, root=".", log=print):
     }
     with atomic_dir(run_dir, replace=True) as tmp:
         task = tasks.get_task(recipe.task.name, recipe.task.max_examples)
+        if recipe.stages and recipe.precision != "float32":
+            model = _with_policy(model, recipe.precision)
+            log(f"Training stages in {recipe.precision}")
         for stage in recipe.stages:
             model, stage_result = _run_stage(model, stage, task, config, tmp, log)
             result["stages"].append(stage_result)
         if recipe.stages:
             model = _strip(model)
+            if recipe.precision != "float32":
+                model = _with_policy(model, "float32")
             final = task.evaluate(model, "test")
             result["final"] = {"test": final}
             log(f"Final (stripped) test: {tasks.format_metrics(final)}")
@@ -189,6 +194,9 @@ def _export(model, formats, task, folder, log, agreement_examples=500):
     reference = task.generate(model, sources)
     results = {}
     for fmt in formats:
+        if fmt == "keras_int8":
+            results[fmt] = _keras_int8(model, task, folder, sources, reference, log)
+            continue
         mode = fmt.removeprefix("tflite_")
         if mode == "int8" and qat:
             mode = "qat"
@@ -221,6 +229,50 @@ def _export(model, formats, task, folder, log, agreement_examples=500):
     return results
 
 
+def _keras_int8(model, task, folder, sources, reference, log):
+    """Keras's own `Model.quantize("int8")` on a copy, scored in Keras.
+
+    Keras quantizes Dense, EinsumDense and Embedding weights to int8 (per
+    output channel) and the activations dynamically at each call. It is the
+    peer that needs no training; the `.keras` file is written for its size.
+    """
+    import warnings
+
+    from tfaccel.export import verify
+    from tfaccel.quantization.strip import forget
+
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    forget(copy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # layers with no int8 form
+        copy.quantize("int8")
+    path = folder / "model_keras_int8.keras"
+    copy.save(path)
+    data = path.read_bytes()
+    test = task.evaluate(copy, "test")
+    agreement = verify.token_agreement(reference, task.generate(copy, sources))
+    log(
+        f"Export keras_int8: {len(data) / 1e6:.2f} MB, Keras test: "
+        f"{tasks.format_metrics(test)}, tokens equal to float Keras: "
+        f"{agreement['tokens']:.2%}"
+    )
+    return {
+        "file": path.name,
+        "mode": "keras_int8",
+        "bytes": len(data),
+        "gzip_bytes": len(gzip.compress(data)),
+        "test": test,
+        "agreement_with_keras": agreement,
+    }
+
+
+def _with_policy(model, policy):
+    from tfaccel.quantization.precision import with_policy
+
+    return with_policy(model, policy)
+
+
 def _strip(model):
     import tfaccel
 
@@ -244,7 +296,6 @@ def _check_supported(recipe):
         "distribute.strategy": (
             None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
         ),
-        "precision": None if recipe.precision == "float32" else recipe.precision,
         "benchmark": recipe.benchmark,
         "assert": recipe.assert_,
     }

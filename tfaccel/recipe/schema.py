@@ -38,6 +38,7 @@ EXPORT_FORMATS = (
     "onnx_int8",
     "tensorrt",
     "keras",
+    "keras_int8",
 )
 
 ExportFormat = Literal[EXPORT_FORMATS]
@@ -270,7 +271,8 @@ class Recipe(_Config):
         default_factory=DistributeConfig, description="Distribution strategy."
     )
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
-        default="float32", description="Keras dtype policy for training."
+        default="float32",
+        description="Keras dtype policy of the stages' training (the baseline is float32).",
     )
     stages: Annotated[list[StageConfig], pydantic.BeforeValidator(_list_or_empty)] = (
         Field(default_factory=list, description="Compression stages, run in order.")

@@ -1,0 +1,53 @@
+"""QAT under MirroredStrategy on two logical CPUs tracks the ranges one device does."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from qat_checks import ALL, seq2seq_data, tiny_model
+
+import tfaccel
+from tfaccel.quantization import _state
+
+
+def _train(strategy):
+    with strategy.scope():
+        model = tiny_model(seed=3)
+        tfaccel.quantize_aware(model, targets=ALL)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    x, y = seq2seq_data(model, batch=48)
+    model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=tfaccel.callbacks(model))
+    return model
+
+
+@pytest.fixture(scope="module")
+def devices():
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < 2:
+        pytest.skip("needs two logical CPUs (tests/conftest.py sets them up)")
+    return [cpus[0].name, cpus[1].name]
+
+
+@pytest.mark.large
+def test_mirrored_qat_ranges_match_one_device(devices):
+    mirrored = _train(tf.distribute.MirroredStrategy(devices))
+    single = _train(tf.distribute.get_strategy())
+    ((_, state),) = _state.find_states(mirrored)
+    ((_, reference),) = _state.find_states(single)
+    checked = 0
+    for (name, ours), (_, theirs) in zip(state.ranges(), reference.ranges(), strict=True):
+        if ours.frozen is not None:
+            continue  # fixed ranges (softmax output)
+        replicas = [r.numpy() for r in ours.low.value.values]
+        assert len(replicas) == 2 and replicas[0] == replicas[1], name
+        # Each replica sees half of each batch: the mean of the replicas'
+        # min/max is close to, not equal to, the whole batch's.
+        np.testing.assert_allclose(ours.values(), theirs.values(), rtol=0.15, atol=0.05)
+        checked += 1
+    assert checked > 40
+    tfaccel.strip(mirrored)
+    for ours, theirs in zip(mirrored.weights, single.weights, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=0.05)
