@@ -91,7 +91,9 @@ class _Task:
         rng = np.random.default_rng(seed)
         picked = rng.choice(len(sources), size=min(count, len(sources)), replace=False)
         return data.encode_sources(
-            [sources[i] for i in sorted(picked)], self.source_vocab, self.max_source_length
+            [sources[i] for i in sorted(picked)],
+            self.source_vocab,
+            self.max_source_length,
         )
 
     def save_vocabularies(self, directory):

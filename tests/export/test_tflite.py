@@ -55,7 +55,8 @@ def _step_logits(model, lite, ids):
 
 def _ops(data):
     return collections.Counter(
-        (row["subgraph"], row["op"], tuple(row["inputs"][:2])) for row in tflite.op_report(data)
+        (row["subgraph"], row["op"], tuple(row["inputs"][:2]))
+        for row in tflite.op_report(data)
     )
 
 
@@ -66,7 +67,9 @@ def test_fp32_export_generates_what_keras_generates():
     ours, theirs = _step_logits(model, lite, _ids(model))
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
     ids = _ids(model)
-    np.testing.assert_array_equal(lite.generate(ids, TARGET), model.generate(ids, TARGET))
+    np.testing.assert_array_equal(
+        lite.generate(ids, TARGET), model.generate(ids, TARGET)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +132,9 @@ def test_per_tensor_weights_give_one_scale_per_kernel():
 def test_prune_then_qat_int8_kernels_keep_the_zeros():
     model = tiny_model()
     targets = ["re:.*(attention|feedforward).*kernel"]
-    tfaccel.prune(model, targets, tfaccel.ConstantSparsity(0.5, begin_step=0, frequency=1))
+    tfaccel.prune(
+        model, targets, tfaccel.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    )
     fit(model, steps=3)
     # As a recipe does: QAT on the still-pruned model, one strip at the end.
     tfaccel.quantize_aware(model, targets=ALL)
@@ -138,7 +143,9 @@ def test_prune_then_qat_int8_kernels_keep_the_zeros():
     for variable in model.trainable_weights:
         assert variable.constraint is None, variable.path
     rows = tflite.op_report(tflite.convert(model, "qat", SOURCE, TARGET))
-    pruned = [r for r in rows if r["op"] == "FULLY_CONNECTED" and r["weight_zeros"] >= 0.45]
+    pruned = [
+        r for r in rows if r["op"] == "FULLY_CONNECTED" and r["weight_zeros"] >= 0.45
+    ]
     # Every attention and feedforward kernel: all but the head.
     assert len(pruned) == 16 + 16
     assert all(r["inputs"][:2] == ["INT8", "INT8"] for r in pruned)

@@ -29,7 +29,9 @@ def seq2seq_data(model, batch=32, length=8, seed=0):
             3, model.decoder_vocabulary_size, (batch, length)
         ).astype("int32"),
     }
-    return x, rng.integers(3, model.decoder_vocabulary_size, (batch, length)).astype("int32")
+    return x, rng.integers(3, model.decoder_vocabulary_size, (batch, length)).astype(
+        "int32"
+    )
 
 
 def fit(model, steps=6, batch=8, optimizer=None, callbacks=None, seed=0):

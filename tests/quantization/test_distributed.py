@@ -19,7 +19,9 @@ def _train(strategy):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
     x, y = seq2seq_data(model, batch=48)
-    model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=tfaccel.callbacks(model))
+    model.fit(
+        x, y, batch_size=8, shuffle=False, verbose=0, callbacks=tfaccel.callbacks(model)
+    )
     return model
 
 
@@ -38,7 +40,9 @@ def test_mirrored_qat_ranges_match_one_device(devices):
     ((_, state),) = _state.find_states(mirrored)
     ((_, reference),) = _state.find_states(single)
     checked = 0
-    for (name, ours), (_, theirs) in zip(state.ranges(), reference.ranges(), strict=True):
+    for (name, ours), (_, theirs) in zip(
+        state.ranges(), reference.ranges(), strict=True
+    ):
         if ours.frozen is not None:
             continue  # fixed ranges (softmax output)
         replicas = [r.numpy() for r in ours.low.value.values]

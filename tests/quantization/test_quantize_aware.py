@@ -85,7 +85,11 @@ def test_prune_then_qat_keeps_zeros_through_training_and_strip():
     tfaccel.prune(model, targets, schedule)
     fit(model, steps=3)
     tfaccel.strip(model)
-    pruned = {v.path: ops.convert_to_numpy(v) == 0 for v in model.trainable_weights if "kernel" in v.path and ("attention" in v.path or "feedforward" in v.path)}
+    pruned = {
+        v.path: ops.convert_to_numpy(v) == 0
+        for v in model.trainable_weights
+        if "kernel" in v.path and ("attention" in v.path or "feedforward" in v.path)
+    }
     tfaccel.quantize_aware(model, targets=ALL)
     fit(model, steps=4, optimizer=keras.optimizers.Adam(1e-2))
     tfaccel.strip(model)
@@ -101,7 +105,11 @@ def test_without_preserve_sparsity_zeros_can_regrow():
     kernel = model.get_layer("encoder_layer_0")._feedforward_output_dense._kernel
     kernel.assign(np.zeros(kernel.shape, "float32"))
     config = QATConfig(preserve_sparsity=False)
-    tfaccel.quantize_aware(model, targets=[".*encoder_layer_0/feedforward_output_dense/kernel"], config=config)
+    tfaccel.quantize_aware(
+        model,
+        targets=[".*encoder_layer_0/feedforward_output_dense/kernel"],
+        config=config,
+    )
     fit(model, steps=3, optimizer=keras.optimizers.Adam(1e-2))
     assert np.any(ops.convert_to_numpy(kernel) != 0)
 

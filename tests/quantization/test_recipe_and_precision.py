@@ -15,7 +15,9 @@ from tfaccel.recipe.modifiers import QuantizationAware
 
 
 def test_modifier_defaults_and_apply():
-    modifier = QuantizationAware.model_validate({"type": "quantization_aware", "per_channel": False})
+    modifier = QuantizationAware.model_validate(
+        {"type": "quantization_aware", "per_channel": False}
+    )
     assert modifier.targets == [".*kernel"] and modifier.weight_bits == 8
     model = apply_modifier(tiny_model(), modifier, steps_per_epoch=10)
     ((_, state),) = _state.find_states(model)
@@ -64,7 +66,9 @@ def test_with_policy_keeps_a_stripped_qat_models_ranges():
     back = with_policy(with_policy(model, "mixed_bfloat16"), "float32")
     ((_, state),) = _state.find_states(back)
     ((_, original),) = _state.find_states(model)
-    assert [q.frozen for _, q in state.ranges()] == [q.frozen for _, q in original.ranges()]
+    assert [q.frozen for _, q in state.ranges()] == [
+        q.frozen for _, q in original.ranges()
+    ]
 
 
 def test_unknown_policy_and_unstripped_qat_are_clear_errors():

@@ -23,10 +23,14 @@ def test_save_and_load_keep_weights_ranges_and_outputs(tmp_path):
     ((_, state),) = _state.find_states(loaded)
     ((_, original),) = _state.find_states(model)
     assert state.stripped
-    assert [q.frozen for _, q in state.ranges()] == [q.frozen for _, q in original.ranges()]
+    assert [q.frozen for _, q in state.ranges()] == [
+        q.frozen for _, q in original.ranges()
+    ]
     x, _ = seq2seq_data(model, batch=4)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-5
+        keras.ops.convert_to_numpy(loaded(x)),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-5,
     )
     # Plain Keras reads the same file as a float model with int8-grid weights.
     plain = keras.saving.load_model(path, safe_mode=True)

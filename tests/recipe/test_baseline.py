@@ -156,7 +156,9 @@ def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
 
 
 @pytest.mark.large
-def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(trained, monkeypatch):
+def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(
+    trained, monkeypatch
+):
     from tfaccel.export import tflite
     from tfaccel.models import load_model
     from tfaccel.quantization import _state
@@ -192,7 +194,11 @@ def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(trained, monk
     assert exported["agreement_with_keras"]["count"] > 0
     assert 0.0 <= exported["test"]["wer"] <= 1.0
     rows = tflite.op_report(run / "model_int8.tflite")
-    assert all(r["inputs"][:2] == ["INT8", "INT8"] for r in rows if r["op"] == "FULLY_CONNECTED")
+    assert all(
+        r["inputs"][:2] == ["INT8", "INT8"]
+        for r in rows
+        if r["op"] == "FULLY_CONNECTED"
+    )
     assert result["exports"]["keras_int8"]["bytes"] > 0
     model = load_model(run / "model.keras")
     assert model.dtype_policy.name == "float32"

@@ -60,7 +60,9 @@ def generation_archive(model, source_length, target_length, batch=None):
     archive.add_endpoint(
         ENCODE,
         encode,
-        input_signature=[tf.TensorSpec((batch, source_length), tf.int32, "encoder_token_ids")],
+        input_signature=[
+            tf.TensorSpec((batch, source_length), tf.int32, "encoder_token_ids")
+        ],
     )
     archive.add_endpoint(
         DECODE_STEP,

@@ -59,7 +59,9 @@ def convert(model, mode, source_length, target_length, representative=None):
     _check_mode(model, mode)
     samples = None
     if mode == "int8":
-        samples = _calibration_samples(model, representative, source_length, target_length)
+        samples = _calibration_samples(
+            model, representative, source_length, target_length
+        )
     with _saved_model(model, source_length, target_length) as folder:
         converter = tf.lite.TFLiteConverter.from_saved_model(
             str(folder), signature_keys=[signatures.ENCODE, signatures.DECODE_STEP]
@@ -106,7 +108,9 @@ def _check_mode(model, mode):
     from tfaccel.quantization import _state as qat_state
 
     if mode not in MODES:
-        raise UserError(f"Unknown TFLite mode {mode!r}. Use one of: {', '.join(MODES)}.")
+        raise UserError(
+            f"Unknown TFLite mode {mode!r}. Use one of: {', '.join(MODES)}."
+        )
     states = qat_state.find_states(model)
     if mode == "qat" and not states:
         raise UserError(
@@ -245,17 +249,21 @@ class LiteRTModel:
             path = pathlib.Path(model)
             if not path.is_file():
                 raise UserError(f"No TFLite file at '{path}'. Export one first.")
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter = Interpreter(
+                model_path=str(path), num_threads=num_threads
+            )
         self._encode = self.interpreter.get_signature_runner(signatures.ENCODE)
         self._decode = self.interpreter.get_signature_runner(signatures.DECODE_STEP)
         details = self._decode.get_input_details()
         self.source_length = int(details["cross_cache"]["shape_signature"][3])
         self.target_length = int(details["self_cache"]["shape_signature"][3])
-        self._cache_shape = tuple(int(d) for d in details["self_cache"]["shape_signature"][1:])
+        self._cache_shape = tuple(
+            int(d) for d in details["self_cache"]["shape_signature"][1:]
+        )
 
     def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
-        """Greedy decoding with the key/value cache, as `Seq2SeqTransformer.generate`."""
-        from tfaccel.models.seq2seq_transformer import EOS_ID, PAD_ID, BOS_ID
+        """Greedy decoding with the key/value cache, like the Keras model's."""
+        from tfaccel.models.seq2seq_transformer import BOS_ID, EOS_ID, PAD_ID
 
         ids = np.asarray(encoder_token_ids, dtype=np.int32)
         batch, width = ids.shape
@@ -310,10 +318,16 @@ def op_report(tflite):
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
-    data = pathlib.Path(tflite).read_bytes() if not isinstance(tflite, bytes) else tflite
+    data = (
+        pathlib.Path(tflite).read_bytes() if not isinstance(tflite, bytes) else tflite
+    )
     model = schema.ModelT.InitFromPackedBuf(data, 0)
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    op_names = {
+        v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")
+    }
+    type_names = {
+        v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")
+    }
     names = {}
     for signature in model.signatureDefs or []:
         names[signature.subgraphIndex] = signature.signatureKey.decode()
@@ -321,12 +335,18 @@ def op_report(tflite):
     for index, subgraph in enumerate(model.subgraphs):
         for op in subgraph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            name = op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+            name = op_names.get(
+                max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM"
+            )
             tensors = [subgraph.tensors[i] if i >= 0 else None for i in op.inputs]
             weight = tensors[1] if len(tensors) > 1 else None
             scales = 0
             if weight is not None and weight.quantization is not None:
-                scales = 0 if weight.quantization.scale is None else len(weight.quantization.scale)
+                scales = (
+                    0
+                    if weight.quantization.scale is None
+                    else len(weight.quantization.scale)
+                )
             zeros = None
             if weight is not None and type_names[weight.type] == "INT8":
                 buffer = model.buffers[weight.buffer].data
@@ -336,8 +356,12 @@ def op_report(tflite):
                 {
                     "subgraph": names.get(index, str(index)),
                     "op": name,
-                    "inputs": [type_names[t.type] if t is not None else None for t in tensors],
-                    "outputs": [type_names[subgraph.tensors[i].type] for i in op.outputs],
+                    "inputs": [
+                        type_names[t.type] if t is not None else None for t in tensors
+                    ],
+                    "outputs": [
+                        type_names[subgraph.tensors[i].type] for i in op.outputs
+                    ],
                     "weight_scales": scales,
                     "weight_zeros": zeros,
                 }
@@ -357,9 +381,13 @@ def stored_bytes(tflite):
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
-    data = pathlib.Path(tflite).read_bytes() if not isinstance(tflite, bytes) else tflite
+    data = (
+        pathlib.Path(tflite).read_bytes() if not isinstance(tflite, bytes) else tflite
+    )
     model = schema.ModelT.InitFromPackedBuf(data, 0)
-    type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+    type_names = {
+        v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")
+    }
     seen, sizes = set(), {}
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:

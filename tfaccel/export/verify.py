@@ -37,7 +37,7 @@ def token_agreement(reference, candidate):
     for ref, cand in zip(reference, candidate, strict=True):
         ref, cand = strip_padding(ref), strip_padding(cand)
         total += max(len(ref), len(cand))
-        same += sum(a == b for a, b in zip(ref, cand))
+        same += sum(a == b for a, b in zip(ref, cand, strict=False))
         identical += ref == cand
     count = len(reference)
     return {

@@ -307,14 +307,16 @@ class Seq2SeqTransformer(keras.Model):
         x = self.decoder_embedding(token_ids, start_index=index)  # (batch, 1, hidden)
         new_caches = []
         for i, layer in enumerate(self.decoder_layers):
-            cross = cross_cache[:, i]  # (batch, 2, src, heads, head_dim)
+            # `take`, not `[:, i]`: TFLite's STRIDED_SLICE (used by its
+            # calibrator) only takes up to 5-D inputs; the caches are 6-D.
+            cross = ops.take(cross_cache, i, axis=1)  # (batch, 2, src, heads, head_dim)
             # With a static cross cache keras-hub ignores the encoder sequence
             # values; it only needs a tensor there to enable cross-attention.
             x, cache, _ = layer(
                 x,
                 cross[:, 0],
                 encoder_padding_mask=encoder_mask,
-                self_attention_cache=self_cache[:, i],
+                self_attention_cache=ops.take(self_cache, i, axis=1),
                 self_attention_cache_update_index=index,
                 cross_attention_cache=cross,
                 cross_attention_cache_update_index=None,

@@ -105,13 +105,24 @@ class ActivationRange:
         self.bits = bits
         self.decay = decay
         self.low = keras.Variable(
-            low, dtype="float32", trainable=False, aggregation="mean", name=f"{name}_min"
+            low,
+            dtype="float32",
+            trainable=False,
+            aggregation="mean",
+            name=f"{name}_min",
         )
         self.high = keras.Variable(
-            high, dtype="float32", trainable=False, aggregation="mean", name=f"{name}_max"
+            high,
+            dtype="float32",
+            trainable=False,
+            aggregation="mean",
+            name=f"{name}_max",
         )
         self.count = keras.Variable(
-            0, dtype="int64", trainable=False, aggregation="only_first_replica",
+            0,
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
             name=f"{name}_count",
         )
         self.frozen = None  # (low, high) floats once stripped
@@ -127,7 +138,10 @@ class ActivationRange:
         elif training and update:
             low, high = self._update(x)
         else:
-            low, high = ops.convert_to_tensor(self.low), ops.convert_to_tensor(self.high)
+            low, high = (
+                ops.convert_to_tensor(self.low),
+                ops.convert_to_tensor(self.high),
+            )
         return _fake_quant(x, low, high, self.bits)
 
     def _update(self, x):
@@ -151,7 +165,10 @@ class ActivationRange:
         """Returns `(low, high)` as floats."""
         if self.frozen is not None:
             return self.frozen
-        return (float(ops.convert_to_numpy(self.low)), float(ops.convert_to_numpy(self.high)))
+        return (
+            float(ops.convert_to_numpy(self.low)),
+            float(ops.convert_to_numpy(self.high)),
+        )
 
     def set_values(self, low, high):
         """Sets a frozen range, as read back from a saved model."""

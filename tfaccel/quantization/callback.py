@@ -39,7 +39,8 @@ class QuantizationRanges(keras.callbacks.Callback):
         if not self._states:
             raise UserError(
                 "QuantizationRanges found no quantization-aware layers; call "
-                f"tfaccel.quantize_aware(model, ...) first. Received: model={self.model.name!r}"
+                "tfaccel.quantize_aware(model, ...) first. "
+                f"Received: model={self.model.name!r}"
             )
 
     def on_epoch_end(self, epoch, logs=None):

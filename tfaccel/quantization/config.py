@@ -52,15 +52,23 @@ class QATConfig:
                 "`weight_bits` must be an integer from 2 to 8 (TFLite runs "
                 f"int8 kernels). Received: weight_bits={self.weight_bits!r}"
             )
-        if not _is_int(self.activation_bits) or self.activation_bits not in ACTIVATION_BITS:
+        if (
+            not _is_int(self.activation_bits)
+            or self.activation_bits not in ACTIVATION_BITS
+        ):
             raise UserError(
                 "`activation_bits` must be 8: TFLite's integer kernels take int8 "
                 f"activations. Received: activation_bits={self.activation_bits!r}"
             )
         decay = self.range_decay
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 <= decay < 1:
+        if (
+            isinstance(decay, bool)
+            or not isinstance(decay, int | float)
+            or not 0 <= decay < 1
+        ):
             raise UserError(
-                f"`range_decay` must be a number in [0, 1). Received: range_decay={decay!r}"
+                "`range_decay` must be a number in [0, 1). "
+                f"Received: range_decay={decay!r}"
             )
 
     def get_config(self):

@@ -21,7 +21,9 @@ POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 def global_policy(policy):
     """Sets Keras's global dtype policy inside a `with` block."""
     if policy not in POLICIES:
-        raise UserError(f"Unknown precision {policy!r}. Use one of: {', '.join(POLICIES)}.")
+        raise UserError(
+            f"Unknown precision {policy!r}. Use one of: {', '.join(POLICIES)}."
+        )
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
@@ -47,8 +49,12 @@ def with_policy(model, policy):
     from tfaccel.quantization import _state
     from tfaccel.quantization.strip import export_spec, restore
 
-    if _state.find_states(model) and not all(s.stripped for _, s in _state.find_states(model)):
-        raise UserError("Strip QAT (tfaccel.strip) before changing the model's precision.")
+    if _state.find_states(model) and not all(
+        s.stripped for _, s in _state.find_states(model)
+    ):
+        raise UserError(
+            "Strip QAT (tfaccel.strip) before changing the model's precision."
+        )
     spec = export_spec(model)
     with global_policy(policy):
         copy = type(model).from_config(model.get_config())
@@ -56,7 +62,8 @@ def with_policy(model, policy):
     if copy.dtype_policy.name != policy:
         raise UserError(
             f"Model class {type(model).__name__} fixes its dtype in its config, so "
-            f"it cannot be rebuilt under {policy!r}; build it under the policy yourself."
+            f"it cannot be rebuilt under {policy!r}; build it under the policy "
+            "yourself."
         )
     if spec is not None:
         restore(copy, spec)

@@ -63,7 +63,9 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
     """
     config = config or QATConfig()
     if not isinstance(config, QATConfig):
-        raise UserError(f"`config` must be a tfaccel.QATConfig. Received: config={config!r}")
+        raise UserError(
+            f"`config` must be a tfaccel.QATConfig. Received: config={config!r}"
+        )
     if not isinstance(model, keras.Model) or not model.built:
         raise UserError(
             "quantize_aware needs a built Keras model; call it on a batch first. "
@@ -110,7 +112,10 @@ def _target_layers(variables, owners):
     for variable in variables:
         layer = owners.get(id(variable))
         path = getattr(layer, "path", None) or variable.path.rsplit("/", 1)[0]
-        if not isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense | keras.layers.Embedding):
+        if not isinstance(
+            layer,
+            keras.layers.Dense | keras.layers.EinsumDense | keras.layers.Embedding,
+        ):
             kind = type(layer).__name__ if layer is not None else "unknown"
             raise UserError(
                 f"Cannot quantize '{variable.path}' ({kind}): QAT handles Dense "
@@ -119,7 +124,10 @@ def _target_layers(variables, owners):
                 "`targets` so they do not match it, e.g. [r'.*kernel']."
             )
         if isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense):
-            if getattr(layer, "lora_enabled", False) or layer.dtype_policy.quantization_mode:
+            if (
+                getattr(layer, "lora_enabled", False)
+                or layer.dtype_policy.quantization_mode
+            ):
                 raise UserError(
                     f"Cannot quantize '{path}': it has LoRA or is already quantized "
                     f"({layer.dtype_policy.name}). Merge LoRA or start from the "
@@ -141,8 +149,12 @@ def _quantize_layer(layer, path, config):
         weight=weight,
         input_axes=_structure.input_axes(weight, layer),
         ranges={
-            "input": ActivationRange(f"{layer.name}_input", config.activation_bits, config.range_decay),
-            "output": ActivationRange(f"{layer.name}_output", config.activation_bits, config.range_decay),
+            "input": ActivationRange(
+                f"{layer.name}_input", config.activation_bits, config.range_decay
+            ),
+            "output": ActivationRange(
+                f"{layer.name}_output", config.activation_bits, config.range_decay
+            ),
         },
     )
     if not _fusable(layer.activation):
@@ -178,7 +190,9 @@ def _quantize_layer(layer, path, config):
         lead = ops.shape(x)[: len(x.shape) - plan.contracted]
         if plan.permutation is not None:
             w = ops.transpose(w, plan.permutation)
-        y = ops.matmul(ops.reshape(x, (-1, plan.in_size)), ops.reshape(w, (plan.in_size, -1)))
+        y = ops.matmul(
+            ops.reshape(x, (-1, plan.in_size)), ops.reshape(w, (plan.in_size, -1))
+        )
         if layer.bias is not None:
             bias = ops.broadcast_to(layer.bias, plan.out_shape)
             y = ops.add(y, ops.reshape(bias, (-1,)))
@@ -278,10 +292,14 @@ def _weight(record, config):
     if record.mask is not None:
         weight = ops.multiply(weight, ops.convert_to_tensor(record.mask))
     if record.kind == "embedding":
-        return quantize_weight(weight, record.input_axes, config.weight_bits, per_channel=False)
+        return quantize_weight(
+            weight, record.input_axes, config.weight_bits, per_channel=False
+        )
     if record.baked and config.per_channel:
         return weight
-    return quantize_weight(weight, record.input_axes, config.weight_bits, config.per_channel)
+    return quantize_weight(
+        weight, record.input_axes, config.weight_bits, config.per_channel
+    )
 
 
 def _preserve_zeros(record, config):
@@ -292,7 +310,9 @@ def _preserve_zeros(record, config):
     if not np.any(values == 0):
         return
     record.mask = keras.Variable(
-        (values != 0).astype(np.float32), trainable=False, name=f"{record.layer.name}_qat_mask"
+        (values != 0).astype(np.float32),
+        trainable=False,
+        name=f"{record.layer.name}_qat_mask",
     )
     record.original_constraint = record.weight.constraint
     record.weight.constraint = _FixedMask(record.mask, record.original_constraint)
@@ -332,7 +352,9 @@ def _quantize_matmuls(layer, config, quantized):
         kind="attention",
         layer=layer,
         ranges={
-            name: ActivationRange(f"{layer.name}_{name}", config.activation_bits, config.range_decay)
+            name: ActivationRange(
+                f"{layer.name}_{name}", config.activation_bits, config.range_decay
+            )
             for name in names
         },
     )
@@ -344,23 +366,36 @@ def _quantize_matmuls(layer, config, quantized):
     key_range = quantized[id(layer._key_dense)].ranges["output"]
     value_range = quantized[id(layer._value_dense)].ranges["output"]
     axes = layer._softmax.axis
-    softmax_axis = axes[0] if isinstance(axes, tuple | list) and len(axes) == 1 else axes
+    softmax_axis = (
+        axes[0] if isinstance(axes, tuple | list) and len(axes) == 1 else axes
+    )
 
     def compute_attention(
-        query, key, value, attention_mask=None, training=None,
-        return_attention_scores=False, use_causal_mask=False,
+        query,
+        key,
+        value,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+        use_causal_mask=False,
     ):
         # The explicit path of keras.layers.MultiHeadAttention, with each
         # matmul operand quantized; softmax and the mask stay float.
         if use_causal_mask:
             causal = layer._compute_causal_mask(query, value)
-            attention_mask = causal if attention_mask is None else ops.logical_and(
-                ops.cast(attention_mask, "bool"), causal
+            attention_mask = (
+                causal
+                if attention_mask is None
+                else ops.logical_and(ops.cast(attention_mask, "bool"), causal)
             )
         query = ops.multiply(query, ops.cast(layer._inverse_sqrt_key_dim, query.dtype))
         key = key if quantized_by(key) else key_range(key, training, update=False)
-        value = value if quantized_by(value) else value_range(value, training, update=False)
-        scores = ops.einsum(layer._dot_product_equation, key, q["query"](query, training))
+        value = (
+            value if quantized_by(value) else value_range(value, training, update=False)
+        )
+        scores = ops.einsum(
+            layer._dot_product_equation, key, q["query"](query, training)
+        )
         scores = q["scores"](scores, training)
         if attention_mask is not None:
             # An additive float mask rather than Keras's `where`: TFLite

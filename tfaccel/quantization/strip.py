@@ -110,7 +110,8 @@ def restore(model, spec):
         )
     config = QATConfig.from_config({**spec["config"], "preserve_sparsity": False})
     by_path = {
-        layer.path: layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        layer.path: layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
     }
     weighted = [e for e in spec["layers"] if e["kind"] != "attention"]
     missing = [e["path"] for e in spec["layers"] if e["path"] not in by_path]
@@ -155,4 +156,3 @@ def _layer_weight(layer):
 
 def _escape(text):
     return re.escape(text)
-

@@ -49,7 +49,9 @@ def _row(record, config):
         "kind": record.kind,
         "shape": None if weights is None else tuple(weights.shape),
         "weight_bits": None if weights is None else config.weight_bits,
-        "per_channel": None if weights is None else (per_channel or record.kind == "embedding"),
+        "per_channel": None
+        if weights is None
+        else (per_channel or record.kind == "embedding"),
         "sparsity": None if weights is None else float(np.mean(weights == 0)),
         "ranges": {name: q.values() for name, q in record.ranges.items()},
     }
@@ -58,15 +60,28 @@ def _row(record, config):
 def _print(rows, print_fn):
     table = rich.table.Table(title="Quantization summary")
     for name in ("Layer", "Kind", "Weight", "Bits", "Sparsity", "Activation ranges"):
-        table.add_column(name, justify="left" if name in ("Layer", "Activation ranges") else "right", overflow="fold")
+        table.add_column(
+            name,
+            justify="left" if name in ("Layer", "Activation ranges") else "right",
+            overflow="fold",
+        )
     for row in rows:
         weight = "" if row["shape"] is None else str(row["shape"])
-        bits = "" if row["weight_bits"] is None else (
-            f"int{row['weight_bits']} " + ("per-channel" if row["per_channel"] else "per-tensor")
+        bits = (
+            ""
+            if row["weight_bits"] is None
+            else (
+                f"int{row['weight_bits']} "
+                + ("per-channel" if row["per_channel"] else "per-tensor")
+            )
         )
         sparsity = "" if row["sparsity"] is None else f"{row['sparsity']:.2%}"
-        ranges = ", ".join(f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in row["ranges"].items())
-        table.add_row(row["path"], row["kind"], weight, bits, sparsity, ranges or "weight only")
+        ranges = ", ".join(
+            f"{k} [{lo:.3g}, {hi:.3g}]" for k, (lo, hi) in row["ranges"].items()
+        )
+        table.add_row(
+            row["path"], row["kind"], weight, bits, sparsity, ranges or "weight only"
+        )
     if print_fn is None:
         rich.console.Console(width=160).print(table)
         return

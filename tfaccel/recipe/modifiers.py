@@ -133,13 +133,20 @@ class QuantizationAware(Modifier):
     targets: list[str] = Field(
         default=[".*kernel"],
         min_length=1,
-        description="Regexes over variable paths; the layers owning them are quantized.",
+        description="Regexes over variable paths; their layers are quantized.",
     )
-    weight_bits: int = Field(default=8, ge=2, le=8, description="Weight bits (int8 kernels).")
+    weight_bits: int = Field(
+        default=8, ge=2, le=8, description="Weight bits (int8 kernels)."
+    )
     activation_bits: Literal[8] = Field(default=8, description="Activation bits: 8.")
-    per_channel: bool = Field(default=True, description="One weight scale per output unit.")
+    per_channel: bool = Field(
+        default=True, description="One weight scale per output unit."
+    )
     range_decay: float = Field(
-        default=0.99, ge=0, lt=1, description="Moving-average decay of activation ranges."
+        default=0.99,
+        ge=0,
+        lt=1,
+        description="Moving-average decay of activation ranges.",
     )
     quantize_attention: bool = Field(
         default=True, description="Also quantize the attention score and value matmuls."

@@ -26,7 +26,13 @@ APPLIERS = {
 }
 
 # Export formats this build runs; the schema lists every planned one.
-EXPORTERS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "keras_int8")
+EXPORTERS = (
+    "tflite_fp32",
+    "tflite_fp16",
+    "tflite_dynamic",
+    "tflite_int8",
+    "keras_int8",
+)
 
 
 def baseline_config(recipe):

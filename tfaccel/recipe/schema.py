@@ -272,7 +272,7 @@ class Recipe(_Config):
     )
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
         default="float32",
-        description="Keras dtype policy of the stages' training (the baseline is float32).",
+        description="Keras dtype policy of the stages' training (baseline: float32).",
     )
     stages: Annotated[list[StageConfig], pydantic.BeforeValidator(_list_or_empty)] = (
         Field(default_factory=list, description="Compression stages, run in order.")
