@@ -47,11 +47,13 @@ def test_mirrored_qat_ranges_match_one_device(devices):
             continue  # fixed ranges (softmax output)
         replicas = [r.numpy() for r in ours.low.value.values]
         assert len(replicas) == 2 and replicas[0] == replicas[1], name
-        # Each replica sees half of each batch: the mean of the replicas'
-        # min/max is close to, not equal to, the whole batch's.
-        np.testing.assert_allclose(ours.values(), theirs.values(), rtol=0.15, atol=0.05)
+        # Replicas gather their batch min/max: the global batch's, as on one
+        # device; only float summation order differs.
+        np.testing.assert_allclose(ours.values(), theirs.values(), rtol=1e-4, atol=1e-5)
         checked += 1
     assert checked > 40
     tfaccel.strip(mirrored)
     for ours, theirs in zip(mirrored.weights, single.weights, strict=True):
-        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=0.05)
+        # A float difference can move a value across a rounding boundary, so
+        # weights agree closely rather than exactly.
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=2e-3)

@@ -96,8 +96,8 @@ class ActivationRange:
     (`range = decay * range + (1 - decay) * batch`; the first batch sets it)
     and quantizes with the updated range. Otherwise it quantizes with the
     stored range. The range always contains 0, so zero padding is exact.
-    Variables use mean aggregation, so under MirroredStrategy every replica
-    folds in the mean of the replicas' batch statistics.
+    Under MirroredStrategy the replicas gather their batch min and max, so
+    every replica folds in the global batch's, as one device would.
     """
 
     def __init__(self, name, bits, decay, low=-6.0, high=6.0):
@@ -148,6 +148,15 @@ class ActivationRange:
         values = ops.cast(tf.stop_gradient(x), "float32")
         batch_low = ops.minimum(ops.min(values), 0.0)
         batch_high = ops.maximum(ops.max(values), 0.0)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # The whole global batch's min and max, as one device would see
+            # them: gather each replica's and reduce (ReduceOp has no MAX).
+            both = context.all_gather(
+                ops.reshape(ops.stack([-batch_low, batch_high]), (1, 2)), axis=0
+            )
+            extremes = ops.max(both, axis=0)
+            batch_low, batch_high = -extremes[0], extremes[1]
         first = ops.equal(ops.convert_to_tensor(self.count), 0)
         keep = ops.where(first, 0.0, self.decay)
         low = keep * self.low + (1.0 - keep) * batch_low
