@@ -5,6 +5,7 @@ so MirroredStrategy tests (`/cpu:0`, `/cpu:1`) stand in for two GPUs. Tests
 that use no strategy run on `/cpu:0` as before.
 """
 
+import pytest
 import tensorflow as tf
 
 LOGICAL_CPUS = 2
@@ -20,3 +21,17 @@ def _split_cpu():
 
 
 _split_cpu()
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by all tests.
+
+    Every MirroredStrategy numbers its collective ops from the same start, so
+    two strategies in one process clash ("shape mismatch in the collective
+    instance 100"); tests share this one.
+    """
+    cpus = tf.config.list_logical_devices("CPU")
+    if len(cpus) < LOGICAL_CPUS:
+        pytest.skip("needs two logical CPUs (tests/conftest.py sets them up)")
+    return tf.distribute.MirroredStrategy([cpu.name for cpu in cpus[:LOGICAL_CPUS]])

@@ -28,17 +28,9 @@ def _train(strategy):
     return model
 
 
-@pytest.fixture(scope="module")
-def devices():
-    cpus = tf.config.list_logical_devices("CPU")
-    if len(cpus) < 2:
-        pytest.skip("needs two logical CPUs (tests/conftest.py sets them up)")
-    return [cpus[0].name, cpus[1].name]
-
-
 @pytest.mark.large
-def test_mirrored_strategy_matches_one_device(devices):
-    mirrored = _train(tf.distribute.MirroredStrategy(devices))
+def test_mirrored_strategy_matches_one_device(mirrored_strategy):
+    mirrored = _train(mirrored_strategy)
     single = _train(tf.distribute.get_strategy())
     ((_, state),) = _state.find_states(mirrored)
     ((_, reference),) = _state.find_states(single)

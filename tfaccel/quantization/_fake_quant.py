@@ -89,6 +89,10 @@ def quantized_by(tensor):
     return getattr(tensor, STAMP, None)
 
 
+def _max_over_replicas(strategy, value):
+    return tf.reduce_max(tf.stack(strategy.experimental_local_results(value)), axis=0)
+
+
 class ActivationRange:
     """An activation quantizer whose range follows a moving average.
 
@@ -151,11 +155,12 @@ class ActivationRange:
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:
             # The whole global batch's min and max, as one device would see
-            # them: gather each replica's and reduce (ReduceOp has no MAX).
-            both = context.all_gather(
-                ops.reshape(ops.stack([-batch_low, batch_high]), (1, 2)), axis=0
+            # them. A merge call takes the max over the replicas' values;
+            # `all_gather` would use collective ops, whose instance keys
+            # clash between strategies in one process.
+            extremes = context.merge_call(
+                _max_over_replicas, args=(ops.stack([-batch_low, batch_high]),)
             )
-            extremes = ops.max(both, axis=0)
             batch_low, batch_high = -extremes[0], extremes[1]
         first = ops.equal(ops.convert_to_tensor(self.count), 0)
         keep = ops.where(first, 0.0, self.decay)
