@@ -35,7 +35,7 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
       quantized: the inputs and outputs of the attention-score and value
       matmuls are quantized too, so TFLite runs them as int8 `BATCH_MATMUL`.
       Softmax and the mask stay float.
-    - `Embedding` tables (weight-only, one scale per row) when targeted.
+    - `Embedding` tables (weight-only, one scale per table) when targeted.
     - LayerNorm, softmax and everything untargeted stay float.
 
     Zeros in a targeted weight stay zero (`config.preserve_sparsity`), so a

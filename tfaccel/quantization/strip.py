@@ -1,10 +1,10 @@
 """`strip_quantization`, and saving the int8 ranges with a model.
 
-A stripped QAT model is a plain Keras model whose weights sit exactly on the
-int8 grid; its quantized layers keep an inference-only `call` that applies
-the frozen activation ranges, which is what the TFLite converter reads to
-build int8 kernels. Nothing in it is trained or updated any more: the range
-variables, step counts and sparsity masks are gone.
+A stripped QAT model is the same Keras model object, whose weights sit
+exactly on the int8 grid; its quantized layers keep an inference-only
+`call` that applies the frozen activation ranges, which is what the TFLite
+converter reads to build int8 kernels. Nothing in it is trained or updated
+any more: the range variables, step counts and sparsity masks are gone.
 
 Keras cannot hold those ranges in its own layers, so `export_spec` gives
 them as a JSON-able dict, which `tfaccel.models.save_model` writes inside
@@ -145,6 +145,7 @@ def forget(model):
             if record.mask is not None:
                 record.weight.constraint = record.original_constraint
         object.__delattr__(layer, _state.ATTRIBUTE)
+        forget_compiled(layer)
     return model
 
 
