@@ -51,8 +51,9 @@ def convert(model, mode, source_length, target_length, representative=None):
         The `.tflite` flatbuffer, as bytes.
 
     Raises:
-        UserError: unknown mode, a QAT mode on a model without QAT (or the
-            reverse), or an empty representative dataset.
+        UserError: an unknown mode, mode `"qat"` on a model without QAT, a
+            QAT model not yet stripped, or a missing or empty representative
+            dataset.
     """
     import tensorflow as tf
 
