@@ -245,11 +245,10 @@ def _keras_int8(model, task, folder, sources, reference, log):
     import warnings
 
     from tfaccel.export import verify
-    from tfaccel.quantization.strip import forget
 
+    # A fresh copy: the same weights (int8-grid ones after QAT), no QAT calls.
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
-    forget(copy)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # layers with no int8 form
         copy.quantize("int8")
