@@ -185,7 +185,10 @@ def _run_stage(model, stage, task, config, folder, log):
 
 
 def _export(model, formats, task, folder, log, agreement_examples=500):
-    """Writes each TFLite format into `folder` and scores it in LiteRT.
+    """Writes each export into `folder` and scores it in its runtime.
+
+    TFLite files run in LiteRT; `keras_int8` runs in Keras. The folder is the
+    run's temporary folder, published only when the whole run succeeds.
 
     `tflite_int8` of a model trained with QAT takes its trained ranges; of a
     float model it is post-training quantization calibrated on training
