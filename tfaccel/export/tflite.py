@@ -31,7 +31,7 @@ import tempfile
 import numpy as np
 
 from tfaccel.errors import UserError
-from tfaccel.export import signatures
+from tfaccel.export import generation, signatures
 
 MODES = ("fp32", "fp16", "dynamic", "int8", "qat")
 
@@ -212,18 +212,10 @@ def _trace_one(model, ids, source_length, target_length):
             inputs["token_ids"], index, cache, cross, mask > 0.5
         )
         cache = ops.convert_to_numpy(cache)
-        token = int(_greedy(ops.convert_to_numpy(logits))[0])
+        token = int(generation.greedy(ops.convert_to_numpy(logits))[0])
         if token == EOS_ID:
             break
     return samples
-
-
-def _greedy(logits):
-    from tfaccel.models.seq2seq_transformer import EOS_ID
-
-    logits = np.array(logits, dtype=np.float32, copy=True)
-    logits[:, :EOS_ID] = -np.inf  # padding and BOS are never outputs
-    return logits.argmax(axis=-1).astype(np.int32)
 
 
 class LiteRTModel:
@@ -264,43 +256,30 @@ class LiteRTModel:
 
     def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
         """Greedy decoding with the key/value cache, like the Keras model's."""
-        from tfaccel.models.seq2seq_transformer import BOS_ID, EOS_ID, PAD_ID
 
-        ids = np.asarray(encoder_token_ids, dtype=np.int32)
-        batch, width = ids.shape
-        if width > self.source_length:
-            raise UserError(
-                f"Sources of {width} ids do not fit the exported width "
-                f"{self.source_length}; export with a larger source length."
-            )
-        max_length = min(max_length or self.target_length, self.target_length)
-        padded = np.zeros((batch, self.source_length), np.int32)
-        padded[:, :width] = ids
-        encoded = self._encode(encoder_token_ids=padded)
-        cross, mask = encoded["cross_cache"], encoded["encoder_mask"]
-        cache = np.zeros((batch, *self._cache_shape), np.float32)
-        tokens = np.zeros((batch, max_length), np.int32)
-        token = np.full((batch, 1), BOS_ID, np.int32)
-        done = np.zeros(batch, bool)
-        for index in range(max_length):
+        def encode(ids):
+            out = self._encode(encoder_token_ids=ids)
+            return out["cross_cache"], out["encoder_mask"]
+
+        def decode(token, index, cache, cross, mask):
             out = self._decode(
                 token_ids=token,
-                index=np.array(index, np.int32),
+                index=index,
                 self_cache=cache,
                 cross_cache=cross,
                 encoder_mask=mask,
             )
-            cache = out["self_cache"]
-            next_token = _greedy(out["logits"])
-            if stop_at_eos:
-                next_token = np.where(done, PAD_ID, next_token)
-            tokens[:, index] = next_token
-            token = next_token[:, None]
-            if stop_at_eos:
-                done |= next_token == EOS_ID
-                if done.all():
-                    break
-        return tokens
+            return out["logits"], out["self_cache"]
+
+        return generation.cached_generate(
+            encode,
+            decode,
+            encoder_token_ids,
+            max_length,
+            self.source_length,
+            self._cache_shape,
+            stop_at_eos,
+        )
 
 
 def op_report(tflite):

@@ -1,0 +1,66 @@
+"""SavedModel version folders for TF Serving: signatures, warm-up, atomicity."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
+from qat_checks import tiny_model  # noqa: E402
+
+from tfaccel.errors import UserError  # noqa: E402
+from tfaccel.export import saved_model  # noqa: E402
+
+SOURCE, LENGTH = 12, 8
+
+
+def _ids(model):
+    rng = np.random.default_rng(0)
+    ids = rng.integers(3, model.encoder_vocabulary_size, (4, 9)).astype("int32")
+    ids[1, 4:] = 0
+    return ids
+
+
+def test_versions_signatures_warmup_and_generation(tmp_path):
+    model = tiny_model()
+    ids = _ids(model)
+    first = saved_model.export_saved_model(model, tmp_path / "g2p", SOURCE, LENGTH, ids)
+    second = saved_model.export_saved_model(
+        model, tmp_path / "g2p", SOURCE, LENGTH, ids
+    )
+    assert (first["version"], second["version"]) == (1, 2)
+    assert sorted(p.name for p in (tmp_path / "g2p").iterdir()) == ["1", "2"]
+    assert first["max_difference"] <= 1e-4 and first["bytes"] > 0
+    folder = Path(first["path"])
+    loaded = tf.saved_model.load(str(folder))
+    assert {"serving_default", "encode", "decode_step"} <= set(loaded.signatures)
+    warmup = folder / "assets.extra" / "tf_serving_warmup_requests"
+    records = list(tf.data.TFRecordDataset(str(warmup)))
+    assert len(records) == 1
+    runner = saved_model.SavedModelRunner(folder)
+    expected = model.generate(ids, LENGTH)
+    np.testing.assert_array_equal(runner.generate(ids, LENGTH), expected)
+    np.testing.assert_array_equal(runner.generate_signature(ids), expected)
+
+
+def test_failed_verification_publishes_nothing(tmp_path):
+    model = tiny_model()
+    with pytest.raises(UserError, match="verification failed.*nothing was published"):
+        saved_model.export_saved_model(
+            model, tmp_path / "g2p", SOURCE, LENGTH, _ids(model), atol=-1.0
+        )
+    assert list((tmp_path / "g2p").iterdir()) == []
+
+
+def test_unwritable_root_and_missing_folder_are_clear_errors(tmp_path):
+    model = tiny_model()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match="Cannot write SavedModel versions"):
+        saved_model.export_saved_model(
+            model, blocker / "g2p", SOURCE, LENGTH, _ids(model)
+        )
+    with pytest.raises(UserError, match="No SavedModel"):
+        saved_model.SavedModelRunner(tmp_path / "missing")
