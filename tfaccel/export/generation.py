@@ -74,3 +74,49 @@ def cached_generate(
             if done.all():
                 break
     return tokens
+
+
+def generate_with_signatures(
+    encode,
+    decode,
+    encoder_token_ids,
+    max_length,
+    source_length,
+    cache_shape,
+    stop_at_eos=True,
+):
+    """`cached_generate` over runtime signatures called by input name.
+
+    Args:
+        encode: callable taking `encoder_token_ids=` and returning a mapping
+            with `cross_cache` and `encoder_mask` (a LiteRT signature runner
+            or a SavedModel signature).
+        decode: callable taking `token_ids=`, `index=`, `self_cache=`,
+            `cross_cache=` and `encoder_mask=`, returning a mapping with
+            `logits` and `self_cache`.
+        Other arguments: as `cached_generate`.
+    """
+
+    def encode_arrays(ids):
+        out = encode(encoder_token_ids=ids)
+        return np.asarray(out["cross_cache"]), np.asarray(out["encoder_mask"])
+
+    def decode_arrays(token, index, cache, cross, mask):
+        out = decode(
+            token_ids=token,
+            index=index,
+            self_cache=cache,
+            cross_cache=cross,
+            encoder_mask=mask,
+        )
+        return np.asarray(out["logits"]), np.asarray(out["self_cache"])
+
+    return cached_generate(
+        encode_arrays,
+        decode_arrays,
+        encoder_token_ids,
+        max_length,
+        source_length,
+        cache_shape,
+        stop_at_eos,
+    )

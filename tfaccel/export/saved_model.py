@@ -177,24 +177,9 @@ class SavedModelRunner:
 
     def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
         """Cached greedy decoding through `encode` and `decode_step`."""
-
-        def encode(ids):
-            out = self._encode(encoder_token_ids=ids)
-            return out["cross_cache"].numpy(), out["encoder_mask"].numpy()
-
-        def decode(token, index, cache, cross, mask):
-            out = self._decode(
-                token_ids=token,
-                index=index,
-                self_cache=cache,
-                cross_cache=cross,
-                encoder_mask=mask,
-            )
-            return out["logits"].numpy(), out["self_cache"].numpy()
-
-        return generation.cached_generate(
-            encode,
-            decode,
+        return generation.generate_with_signatures(
+            self._encode,
+            self._decode,
             encoder_token_ids,
             max_length,
             self.source_length,

@@ -256,24 +256,9 @@ class LiteRTModel:
 
     def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
         """Greedy decoding with the key/value cache, like the Keras model's."""
-
-        def encode(ids):
-            out = self._encode(encoder_token_ids=ids)
-            return out["cross_cache"], out["encoder_mask"]
-
-        def decode(token, index, cache, cross, mask):
-            out = self._decode(
-                token_ids=token,
-                index=index,
-                self_cache=cache,
-                cross_cache=cross,
-                encoder_mask=mask,
-            )
-            return out["logits"], out["self_cache"]
-
-        return generation.cached_generate(
-            encode,
-            decode,
+        return generation.generate_with_signatures(
+            self._encode,
+            self._decode,
             encoder_token_ids,
             max_length,
             self.source_length,
