@@ -166,8 +166,31 @@ def test_post_training_modes():
     data = tflite.convert(model, "int8", SOURCE, TARGET, representative=representative)
     full = _ops(data)
     assert full[("decode_step", "FULLY_CONNECTED", ("INT8", "INT8"))] >= 16
+    # Layer normalization's statistics stay float (tflite.FLOAT_OPS).
+    means = [r["inputs"][0] for r in tflite.op_report(data) if r["op"] == "MEAN"]
+    assert means and set(means) == {"FLOAT32"}
     lite = tflite.LiteRTModel(data)
     assert lite.generate(_ids(model), TARGET).shape == (6, TARGET)
+
+
+def test_bounded_masks_keep_the_keras_outputs():
+    # int8 PTQ converts with a finite mask fill; the model's outputs must not
+    # change, and the patch must be gone afterwards.
+    model = tiny_model()
+    ids = _ids(model)
+    targets = ids[:, :5] % model.decoder_vocabulary_size
+    inputs = {"encoder_token_ids": ids, "decoder_token_ids": targets}
+    before = ops.convert_to_numpy(model(inputs))
+    with tflite._bounded_attention_masks(model):
+        during = ops.convert_to_numpy(model(inputs))
+        patched = [
+            layer
+            for layer in model._flatten_layers()
+            if "_compute_attention" in vars(layer)
+        ]
+    assert len(patched) == 3 * 2  # encoder self; decoder self and cross
+    np.testing.assert_allclose(during, before, atol=1e-5)
+    assert not any("_compute_attention" in vars(layer) for layer in patched)
 
 
 def test_conversion_errors_are_clear():
