@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tfaccel.cli import main
@@ -83,5 +84,39 @@ def test_missing_recipe_file(capsys):
 def test_help_lists_commands():
     code, out, _ = _run("--help")
     assert code == 0
-    for command in ("baseline", "run", "validate"):
+    for command in ("baseline", "run", "validate", "export"):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (
+            ["savedmodels/none", "--formats", "onnx,tflite_int4"],
+            ["Unknown export format 'tflite_int4'", "saved_model, tflite_fp32"],
+        ),
+        (["no/such/model.keras"], ["No model at 'no/such/model.keras'"]),
+    ],
+)
+def test_export_rejects_bad_input(args, fragments, capsys):
+    code = main(["export", *args, "--out", "unused"])
+    _assert_user_error(code, capsys.readouterr().err, *fragments)
+
+
+def test_export_writes_verified_artifacts(tmp_path, capsys):
+    from tfaccel.models import Seq2SeqTransformer, save_model
+
+    model = Seq2SeqTransformer.from_preset("tiny", max_encoder_length=10)
+    model.generate(np.ones((1, 4), "int32"), 4)  # builds the model
+    save_model(model, tmp_path / "model.keras")
+    out = tmp_path / "exports"
+    code = main(
+        ["export", str(tmp_path), "--formats", "tflite_fp32", "--out", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "verifying on random sources" in printed
+    assert "Exporting tflite_fp32" in printed and "verified in LiteRT" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["model_fp32.tflite"]
+    code = main(["export", str(tmp_path), "--formats", "onnx", "--out", "/dev/null/x"])
+    _assert_user_error(code, capsys.readouterr().err, "Cannot write exports to")

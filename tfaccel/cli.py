@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   tfaccel baseline --task translation --preset small --epochs 8
   tfaccel validate recipes/g2p-baseline.yaml
   tfaccel run recipes/g2p-baseline.yaml
+  tfaccel export savedmodels/g2p-baseline --formats saved_model,tflite_int8,onnx \
+      --out savedmodels/g2p
 """
 
 
@@ -34,7 +36,36 @@ def _parser():
     )
     validate = commands.add_parser("validate", help="check a recipe without running it")
     validate.add_argument("recipe", help="path of a YAML recipe")
+    _add_export(commands)
     return parser
+
+
+def _add_export(commands):
+    from tfaccel.export import FORMATS
+
+    export = commands.add_parser(
+        "export",
+        help="export a model to serving formats, each verified in its runtime",
+        description="Exports a .keras encoder-decoder to each format, runs it in "
+        "its runtime against Keras, and publishes it under --out: SavedModel "
+        f"versions as OUT/N/, the others beside them. Formats: {', '.join(FORMATS)}.",
+    )
+    export.add_argument("model", help="a .keras file, or a folder with model.keras")
+    export.add_argument(
+        "--formats",
+        default="saved_model,tflite_fp32",
+        help="comma-separated formats (default: saved_model,tflite_fp32)",
+    )
+    export.add_argument("--out", required=True, help="output folder: savedmodels/NAME")
+    export.add_argument(
+        "--task",
+        default=None,
+        help="g2p or translation: real sources to verify and calibrate on "
+        "(default: read from the model folder's metrics.json)",
+    )
+    export.add_argument(
+        "--samples", type=int, default=64, help="test sources to verify on"
+    )
 
 
 def _add_baseline(commands):
@@ -119,7 +150,79 @@ def _cmd_run(args):
     return 0
 
 
-COMMANDS = {"baseline": _cmd_baseline, "validate": _cmd_validate, "run": _cmd_run}
+def _cmd_export(args):
+    import pathlib
+
+    from tfaccel.export import FORMATS
+    from tfaccel.tasks import TASKS
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(
+            f"Unknown export format {', '.join(map(repr, unknown)) or '(none)'}. "
+            f"Use any of: {', '.join(FORMATS)}. Received: --formats {args.formats}"
+        )
+    path = pathlib.Path(args.model)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UserError(
+            f"No model at '{path}'. Pass a .keras file or a folder with model.keras "
+            "(e.g. savedmodels/g2p-baseline)."
+        )
+    task_name = args.task or _task_of(path.parent)
+    if task_name is not None and task_name not in TASKS:
+        raise UserError(
+            f"Unknown task '{task_name}'. Use one of: {', '.join(TASKS)}."
+        )
+    if args.samples < 1:
+        raise UserError(f"--samples must be at least 1. Received: {args.samples}")
+
+    import tfaccel.export
+    from tfaccel import tasks
+    from tfaccel.data import encode_sources
+    from tfaccel.models import load_model
+
+    model = load_model(path)
+    options = {}
+    if task_name is not None:
+        task = tasks.get_task(task_name)
+        sources = task.sources("test")[: args.samples]
+        options = {
+            "sample_inputs": encode_sources(
+                sources, task.source_vocab, task.max_source_length
+            ),
+            "representative": [task.representative_sources()],
+            "source_length": task.max_source_length,
+            "max_length": task.max_generate_length,
+        }
+        print(f"Verifying on {len(sources)} {task_name} test sources")
+    else:
+        print("No task given: verifying on random sources (pass --task)")
+    result = tfaccel.export(model, args.out, formats, log=print, **options)
+    print(result)
+    return 0
+
+
+def _task_of(folder):
+    import json
+
+    metrics = folder / "metrics.json"
+    if not metrics.is_file():
+        return None
+    data = json.loads(metrics.read_text())
+    if "recipe" in data:
+        return data["recipe"]["task"]["name"]
+    return data.get("task", {}).get("task")
+
+
+COMMANDS = {
+    "baseline": _cmd_baseline,
+    "validate": _cmd_validate,
+    "run": _cmd_run,
+    "export": _cmd_export,
+}
 
 
 def main(argv=None):

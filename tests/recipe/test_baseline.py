@@ -208,7 +208,6 @@ def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
-        ({"export": ["onnx"]}, "export"),
         ({"distribute": {"strategy": "mirrored"}}, "distribute.strategy"),
         ({"benchmark": {"batch_sizes": [1]}}, "benchmark"),
         ({"assert": {"max_wer_increase": 1.0}}, "assert"),

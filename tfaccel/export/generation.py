@@ -120,3 +120,37 @@ def generate_with_signatures(
         cache_shape,
         stop_at_eos,
     )
+
+
+def first_steps(encode, decode, padded_ids, cache_shape, tokens=(1, 5)):
+    """Logits of the first decode steps through runtime signatures.
+
+    Feeds `tokens[i]` at position `i` (BOS, then an ordinary token), so both
+    the empty and a filled self-attention cache are exercised.
+
+    Args:
+        encode, decode: signature callables, as `generate_with_signatures`.
+        padded_ids: int32 sources `(batch, source_length)`.
+        cache_shape: the self-attention cache shape without the batch axis.
+        tokens: the token fed at each step.
+
+    Returns:
+        float32 `(len(tokens) * batch, vocab)`, the steps' logits stacked.
+    """
+    ids = np.asarray(padded_ids, np.int32)
+    encoded = encode(encoder_token_ids=ids)
+    cross = np.asarray(encoded["cross_cache"])
+    mask = np.asarray(encoded["encoder_mask"])
+    cache = np.zeros((len(ids), *cache_shape), np.float32)
+    logits = []
+    for index, token in enumerate(tokens):
+        out = decode(
+            token_ids=np.full((len(ids), 1), token, np.int32),
+            index=np.array(index, np.int32),
+            self_cache=cache,
+            cross_cache=cross,
+            encoder_mask=mask,
+        )
+        cache = np.asarray(out["self_cache"])
+        logits.append(np.asarray(out["logits"], np.float32))
+    return np.concatenate(logits)

@@ -33,7 +33,9 @@ def next_version(root):
     return max(versions, default=0) + 1
 
 
-def export_saved_model(model, root, source_length, max_length, sample_ids, atol=1e-4):
+def export_saved_model(
+    model, root, source_length, max_length, sample_ids, atol=1e-4, check=None
+):
     """Exports, verifies and publishes the next version folder under `root`.
 
     Args:
@@ -46,10 +48,13 @@ def export_saved_model(model, root, source_length, max_length, sample_ids, atol=
             used for verification and the warm-up request.
         atol: largest allowed difference of logits between the SavedModel
             and Keras.
+        check: optional callable taking the loaded `SavedModelRunner`, run
+            before publishing (it raises to refuse); its result is returned
+            under `check`.
 
     Returns:
-        A dict with `path`, `version`, `bytes`, `runtime` and
-        `max_difference` (of the first decode step's logits).
+        A dict with `path`, `version`, `bytes`, `runtime`, `max_difference`
+        (of the first decode step's logits) and `check`.
 
     Raises:
         UserError: the folder cannot be written, or the loaded SavedModel
@@ -83,7 +88,9 @@ def export_saved_model(model, root, source_length, max_length, sample_ids, atol=
     with atomic_dir(root / str(version)) as tmp:
         archive.write_out(str(tmp), verbose=False)
         _write_warmup(tmp, sample_ids)
-        difference = _verify(model, tmp, sample_ids, max_length, atol)
+        runner = SavedModelRunner(tmp)
+        difference = _verify(model, runner, sample_ids, max_length, atol)
+        checked = check(runner) if check else None
     path = root / str(version)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return {
@@ -92,6 +99,7 @@ def export_saved_model(model, root, source_length, max_length, sample_ids, atol=
         "bytes": size,
         "runtime": f"tensorflow {tf.__version__} (tf.saved_model.load)",
         "max_difference": difference,
+        "check": checked,
     }
 
 
@@ -123,11 +131,10 @@ def _write_warmup(folder, sample_ids):
         writer.write(log.SerializeToString())
 
 
-def _verify(model, folder, sample_ids, max_length, atol):
-    """Loads the folder back and compares every signature with Keras."""
+def _verify(model, runner, sample_ids, max_length, atol):
+    """Compares every signature of the loaded SavedModel with Keras."""
     from keras import ops
 
-    runner = SavedModelRunner(folder)
     cross, mask = model.encode(sample_ids)
     cache = model.init_cache(len(sample_ids), max_length)
     first = np.ones((len(sample_ids), 1), np.int32)

@@ -15,6 +15,7 @@ import time
 from tfaccel import tasks
 from tfaccel._io import atomic_dir
 from tfaccel.errors import UserError
+from tfaccel.export.api import copy_versions
 from tfaccel.models import save_model
 from tfaccel.recipe import baseline as baseline_lib
 
@@ -24,15 +25,6 @@ APPLIERS = {
     "magnitude_pruning": "tfaccel.pruning.recipe:apply_modifier",
     "quantization_aware": "tfaccel.quantization.recipe:apply_modifier",
 }
-
-# Export formats this build runs; the schema lists every planned one.
-EXPORTERS = (
-    "tflite_fp32",
-    "tflite_fp16",
-    "tflite_dynamic",
-    "tflite_int8",
-    "keras_int8",
-)
 
 
 def baseline_config(recipe):
@@ -120,6 +112,9 @@ def run_recipe(recipe, root=".", log=print):
         "stages": [],
     }
     with atomic_dir(run_dir, replace=True) as tmp:
+        if "saved_model" in recipe.export:
+            # Earlier SavedModel versions survive the rerun: never rewritten.
+            copy_versions(run_dir, tmp)
         task = tasks.get_task(recipe.task.name, recipe.task.max_examples)
         if recipe.stages and recipe.precision != "float32":
             model = _with_policy(model, recipe.precision)
@@ -185,55 +180,76 @@ def _run_stage(model, stage, task, config, folder, log):
 
 
 def _export(model, formats, task, folder, log, agreement_examples=500):
-    """Writes each export into `folder` and scores it in its runtime.
+    """Exports with `tfaccel.export` into `folder` and scores each artifact.
 
-    TFLite files run in LiteRT; `keras_int8` runs in Keras. The folder is the
-    run's temporary folder, published only when the whole run succeeds.
+    The folder is the run's temporary folder, published only when the whole
+    run succeeds. Each artifact is verified by `tfaccel.export` on 64 test
+    sources, then run in its own runtime (SavedModel, LiteRT, ONNX Runtime,
+    TensorRT) on the whole test split, and compared token by token with the
+    Keras model on `agreement_examples` test sources. `keras_int8` runs in
+    Keras.
 
     `tflite_int8` of a model trained with QAT takes its trained ranges; of a
     float model it is post-training quantization calibrated on training
-    sources. Each export is scored on the whole test split and compared
-    token by token with the Keras model on `agreement_examples` test sources.
+    sources.
     """
-    from tfaccel.export import tflite, verify
+    from tfaccel.data import encode_sources
+    from tfaccel.export import api, verify
     from tfaccel.quantization import _state as qat_state
 
     qat = bool(qat_state.find_states(model))
     sources = task.sources("test")[:agreement_examples]
     reference = task.generate(model, sources)
     results = {}
-    for fmt in formats:
-        if fmt == "keras_int8":
-            results[fmt] = _keras_int8(model, task, folder, sources, reference, log)
-            continue
-        mode = fmt.removeprefix("tflite_")
-        if mode == "int8" and qat:
-            mode = "qat"
-        representative = [task.representative_sources()] if mode == "int8" else None
-        data = tflite.convert(
-            model,
-            mode,
-            task.max_source_length,
-            task.max_generate_length,
-            representative=representative,
-        )
-        path = folder / f"model_{mode if mode != 'qat' else 'int8'}.tflite"
-        path.write_bytes(data)
-        lite = tflite.LiteRTModel(path)
-        test = task.evaluate(lite, "test")
-        agreement = verify.token_agreement(reference, task.generate(lite, sources))
-        results[fmt] = {
+    formats = list(formats)
+    if "keras" in formats:
+        # The run folder always holds the stripped model as model.keras.
+        path = folder / "model.keras"
+        data = path.read_bytes()
+        results["keras"] = {
             "file": path.name,
-            "mode": mode,
             "bytes": len(data),
             "gzip_bytes": len(gzip.compress(data)),
+        }
+        formats.remove("keras")
+    if "keras_int8" in formats:
+        results["keras_int8"] = _keras_int8(
+            model, task, folder, sources, reference, log
+        )
+        formats.remove("keras_int8")
+    if not formats:
+        return results
+    exported = api.export(
+        model,
+        folder,
+        formats,
+        sample_inputs=encode_sources(
+            sources[:64], task.source_vocab, task.max_source_length
+        ),
+        representative=[task.representative_sources()],
+        source_length=task.max_source_length,
+        max_length=task.max_generate_length,
+        log=log,
+    )
+    for artifact in exported.artifacts:
+        runner = api.load(artifact.format, artifact.path)
+        test = task.evaluate(runner, "test")
+        agreement = verify.token_agreement(reference, task.generate(runner, sources))
+        results[artifact.format] = {
+            "file": str(pathlib.Path(artifact.path).relative_to(folder)),
+            # tflite_int8 of a QAT model takes its trained ranges.
+            "mode": "qat" if qat and artifact.format == "tflite_int8" else None,
+            "bytes": artifact.bytes,
+            "gzip_bytes": artifact.gzip_bytes,
+            "runtime": artifact.runtime,
+            "max_difference": artifact.max_difference,
             "test": test,
             "agreement_with_keras": agreement,
         }
         log(
-            f"Export {fmt} ({mode}): {len(data) / 1e6:.2f} MB, LiteRT test: "
-            f"{tasks.format_metrics(test)}, tokens equal to Keras: "
-            f"{agreement['tokens']:.2%}"
+            f"Export {artifact.format}: {artifact.bytes / 1e6:.2f} MB, "
+            f"{artifact.runtime} test: {tasks.format_metrics(test)}, tokens equal "
+            f"to Keras: {agreement['tokens']:.2%}"
         )
     return results
 
@@ -298,9 +314,12 @@ def _check_supported(recipe):
                     f"'{modifier.type}' yet (stage '{stage.name}'). Available: "
                     f"{', '.join(APPLIERS)}. Received: type={modifier.type!r}"
                 )
-    formats = [fmt for fmt in recipe.export if fmt not in EXPORTERS]
+    if "tensorrt" in recipe.export:
+        # Before hours of training, not after.
+        from tfaccel.export import tensorrt
+
+        tensorrt.check_available()
     unsupported = {
-        "export": formats or None,
         "distribute.strategy": (
             None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
         ),

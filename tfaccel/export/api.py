@@ -1,0 +1,461 @@
+"""`tfaccel.export`: every format, each verified in its runtime, then published.
+
+```python
+result = tfaccel.export(
+    model, "savedmodels/g2p", formats=["saved_model", "tflite_int8", "onnx"],
+    sample_inputs=source_ids,
+)
+print(result)
+```
+
+Layout of the output folder (a TF Serving model base path):
+
+- `saved_model`: `<path>/<version>/`, the next integer version; existing
+  versions are never touched, and TF Serving ignores everything that is not
+  a numbered folder;
+- `tflite_<mode>`: `<path>/model_<mode>.tflite`;
+- `onnx`, `onnx_int8`: `<path>/onnx/` and `<path>/onnx_int8/`, each with
+  `encode.onnx` and `decode_step.onnx`;
+- `tensorrt`: `<path>/tensorrt/`, with `encode.plan` and `decode_step.plan`.
+
+Each artifact is built under a temporary name next to its target, run in
+its own runtime on the sample inputs, compared with the Keras model, and
+only then renamed into place. A file or folder of the same name from an
+earlier export is replaced in one rename; a SavedModel version never is.
+"""
+
+import dataclasses
+import gzip
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+from tfaccel._io import atomic_dir, atomic_file
+from tfaccel.errors import UserError
+from tfaccel.export import FORMATS
+
+TFLITE_FORMATS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
+# Formats that keep float32 arithmetic: checked by their logits. The others
+# round weights or activations on purpose: checked by their greedy tokens.
+FLOAT_FORMATS = ("saved_model", "tflite_fp32", "onnx", "tensorrt")
+REQUIRED = ("encode", "decode_step", "init_cache")
+
+
+@dataclasses.dataclass
+class Artifact:
+    """One exported artifact and how it verified.
+
+    Attributes:
+        format: the format name, e.g. `"tflite_int8"`.
+        path: the published file or folder.
+        bytes: its size on disk.
+        gzip_bytes: the size of its files gzip-compressed (what a download
+            of sparse or clustered weights costs).
+        runtime: the runtime it was verified in, with its version.
+        max_difference: the largest absolute difference of the first two
+            decode steps' logits from the Keras model's.
+        agreement: the fraction of greedy tokens equal to Keras's on the
+            sample inputs.
+    """
+
+    format: str
+    path: str
+    bytes: int
+    gzip_bytes: int
+    runtime: str
+    max_difference: float
+    agreement: float
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """What `tfaccel.export` wrote. Prints as a table."""
+
+    path: str
+    artifacts: list
+
+    def __getitem__(self, format):
+        for artifact in self.artifacts:
+            if artifact.format == format:
+                return artifact
+        raise KeyError(format)
+
+    def as_dict(self):
+        return {a.format: dataclasses.asdict(a) for a in self.artifacts}
+
+    def __str__(self):
+        rows = [("format", "MB", "gzip MB", "max |Δlogit|", "tokens", "runtime")]
+        for a in self.artifacts:
+            rows.append(
+                (
+                    a.format,
+                    f"{a.bytes / 1e6:.2f}",
+                    f"{a.gzip_bytes / 1e6:.2f}",
+                    f"{a.max_difference:.2e}",
+                    f"{a.agreement:.2%}",
+                    a.runtime,
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            for row in rows
+        ]
+        return "\n".join([f"Exported to {self.path}:", *lines])
+
+
+def export(
+    model,
+    path,
+    formats,
+    sample_inputs=None,
+    representative=None,
+    source_length=None,
+    max_length=None,
+    atol=1e-3,
+    min_agreement=0.9,
+    log=None,
+):
+    """Exports a seq2seq model to each format, verifies it, and publishes it.
+
+    Args:
+        model: an encoder-decoder with `encode`, `decode_step` and
+            `init_cache` (a `tfaccel.models.Seq2SeqTransformer`), stripped
+            if it was compressed.
+        path: the output folder, e.g. `"savedmodels/g2p"`.
+        formats: list of names from `FORMATS`.
+        sample_inputs: int array `(batch, <= source_length)` of real source
+            ids, for verification (and the SavedModel warm-up request).
+            Defaults to 16 seeded random sources.
+        representative: source ids from the training split to calibrate
+            `tflite_int8` on (an array or a list of arrays). Defaults to
+            `sample_inputs`; needed for `tflite_int8` of a float model.
+        source_length: the exported encoder width. Defaults to the model's
+            `max_encoder_length`.
+        max_length: the self-attention cache length: the most tokens
+            generated. Defaults to the model's `max_decoder_length - 1`.
+        atol: the largest logit difference allowed for the float formats
+            (`FLOAT_FORMATS`).
+        min_agreement: the smallest share of greedy tokens equal to Keras's
+            allowed for the reduced-precision formats.
+        log: callable for progress lines (e.g. `print`), or None.
+
+    Returns:
+        An `ExportResult`, one `Artifact` per format.
+
+    Raises:
+        UserError: an unknown format, an unwritable path, a model without
+            the generation methods, a missing extra or device, or an
+            artifact that differs from Keras beyond the tolerance (that
+            artifact is not published).
+    """
+    log = log or (lambda line: None)
+    formats = _check_formats(formats)
+    _check_model(model)
+    path = _writable(path)
+    source_length = int(source_length or model.max_encoder_length)
+    # Position max_decoder_length - 1 is the last the embedding has.
+    max_length = int(max_length or model.max_decoder_length - 1)
+    samples = _samples(model, sample_inputs, source_length)
+    if "tensorrt" in formats:
+        from tfaccel.export import tensorrt
+
+        tensorrt.check_available()
+    if "tflite_int8" in formats and not _is_qat(model):
+        representative = _representative(representative, sample_inputs)
+    reference = ReferenceRun(model, samples, source_length, max_length)
+    artifacts = []
+    for fmt in formats:
+        log(f"Exporting {fmt} ...")
+        artifact = _EXPORTERS[fmt](
+            model, path, fmt, reference, representative, atol, min_agreement
+        )
+        log(
+            f"  {artifact.path}: {artifact.bytes / 1e6:.2f} MB, verified in "
+            f"{artifact.runtime}: max |Δlogit| {artifact.max_difference:.2e}, "
+            f"tokens equal to Keras {artifact.agreement:.2%}"
+        )
+        artifacts.append(artifact)
+    return ExportResult(str(path), artifacts)
+
+
+class ReferenceRun:
+    """The Keras model's outputs on the sample inputs, computed once.
+
+    Attributes:
+        samples: the padded int32 sources `(batch, source_length)`.
+        logits: `(2 * batch, vocab)`, the first two decode steps' logits
+            (BOS, then token 5).
+        tokens: the Keras model's greedy tokens `(batch, max_length)`.
+    """
+
+    def __init__(self, model, samples, source_length, max_length):
+        from keras import ops
+
+        self.model = model
+        self.samples = samples
+        self.source_length = source_length
+        self.max_length = max_length
+        cross, mask = model.encode(samples)
+        cache = model.init_cache(len(samples), max_length)
+        logits = []
+        for index, token in enumerate(_STEP_TOKENS):
+            step, cache = model.decode_step(
+                np.full((len(samples), 1), token, np.int32), index, cache, cross, mask
+            )
+            logits.append(ops.convert_to_numpy(step))
+        self.logits = np.concatenate(logits)
+        self.tokens = np.asarray(model.generate(samples, max_length))
+
+    def compare(self, fmt, runner, atol, min_agreement):
+        """Returns `(max_difference, agreement)`; raises UserError beyond them."""
+        from tfaccel.export import generation, verify
+
+        logits = generation.first_steps(
+            runner._encode, runner._decode, self.samples, runner._cache_shape
+        )
+        difference = float(np.max(np.abs(logits - self.logits)))
+        tokens = runner.generate(self.samples, self.max_length)
+        agreement = verify.token_agreement(list(self.tokens), list(tokens))["tokens"]
+        if fmt in FLOAT_FORMATS and not difference <= atol:
+            raise UserError(
+                f"{fmt} verification failed: its logits differ from Keras by "
+                f"{difference:.3g}, more than the tolerance {atol:g}; nothing was "
+                "published. Check the model is stripped, or raise atol."
+            )
+        if not agreement >= min_agreement:
+            raise UserError(
+                f"{fmt} verification failed: {agreement:.1%} of its greedy tokens "
+                f"equal Keras's, less than {min_agreement:.0%} (max logit "
+                f"difference {difference:.3g}); nothing was published."
+            )
+        return difference, agreement
+
+
+# The decode steps compared: BOS, then an ordinary token.
+_STEP_TOKENS = (1, 5)
+
+
+def _export_saved_model(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import saved_model
+
+    out = saved_model.export_saved_model(
+        model,
+        path,
+        reference.source_length,
+        reference.max_length,
+        reference.samples,
+        atol=atol,
+        check=lambda runner: reference.compare(fmt, runner, atol, agree),
+    )
+    return _artifact(fmt, out["path"], out["runtime"], out["check"])
+
+
+def _export_tflite(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import tflite
+
+    mode = fmt.removeprefix("tflite_")
+    if mode == "int8" and _is_qat(model):
+        mode = "qat"
+    data = tflite.convert(
+        model,
+        mode,
+        reference.source_length,
+        reference.max_length,
+        representative=representative if mode == "int8" else None,
+    )
+    target = path / f"model_{fmt.removeprefix('tflite_')}.tflite"
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(data)
+        check = reference.compare(fmt, tflite.LiteRTModel(tmp), atol, agree)
+    return _artifact(fmt, target, _litert_version(), check)
+
+
+def _export_onnx(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import onnx
+
+    with atomic_dir(path / fmt, replace=True) as tmp:
+        if fmt == "onnx":
+            onnx.convert(model, tmp, reference.source_length, reference.max_length)
+        else:
+            with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as plain:
+                onnx.convert(
+                    model, plain, reference.source_length, reference.max_length
+                )
+                onnx.quantize_dynamic(plain, tmp)
+        runner = onnx.ORTModel(tmp)
+        check = reference.compare(fmt, runner, atol, agree)
+        runtime = runner.runtime
+    return _artifact(fmt, path / fmt, runtime, check)
+
+
+def _export_tensorrt(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import onnx, tensorrt
+
+    with atomic_dir(path / fmt, replace=True) as tmp:
+        with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as plain:
+            onnx.convert(model, plain, reference.source_length, reference.max_length)
+            tensorrt.build(plain, tmp, max_batch=len(reference.samples))
+        runner = tensorrt.TensorRTModel(tmp)
+        check = reference.compare(fmt, runner, atol, agree)
+        runtime = runner.runtime
+    return _artifact(fmt, path / fmt, runtime, check)
+
+
+_EXPORTERS = {
+    "saved_model": _export_saved_model,
+    **dict.fromkeys(TFLITE_FORMATS, _export_tflite),
+    "onnx": _export_onnx,
+    "onnx_int8": _export_onnx,
+    "tensorrt": _export_tensorrt,
+}
+
+
+def _artifact(fmt, path, runtime, check):
+    path = pathlib.Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*"))
+    files = [p for p in files if p.is_file()]
+    data = [p.read_bytes() for p in files]
+    return Artifact(
+        format=fmt,
+        path=str(path),
+        bytes=sum(len(d) for d in data),
+        gzip_bytes=sum(len(gzip.compress(d)) for d in data),
+        runtime=runtime,
+        max_difference=check[0],
+        agreement=check[1],
+    )
+
+
+def _litert_version():
+    from importlib import metadata
+
+    return f"LiteRT {metadata.version('ai-edge-litert')}"
+
+
+def _check_formats(formats):
+    if isinstance(formats, str):
+        formats = [formats]
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UserError(
+            f"Unknown export format {', '.join(map(repr, unknown)) or '(none)'}. "
+            f"Use any of: {', '.join(FORMATS)}."
+        )
+    return formats
+
+
+def _check_model(model):
+    missing = [name for name in REQUIRED if not callable(getattr(model, name, None))]
+    if missing:
+        raise UserError(
+            f"tfaccel.export needs an encoder-decoder with cached generation, and "
+            f"{type(model).__name__} has no {', '.join(missing)}. Required: "
+            "encode(encoder_token_ids) -> (cross_cache, encoder_mask), "
+            "decode_step(token_ids, index, self_cache, cross_cache, encoder_mask) "
+            "-> (logits, self_cache) and init_cache(batch, length), as "
+            "tfaccel.models.Seq2SeqTransformer has. For a plain Keras model use "
+            "model.export() or tfaccel.export.tflite.convert_model()."
+        )
+
+
+def _writable(path):
+    path = pathlib.Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"Cannot write exports to '{path}': {error.strerror or error}. Pass a "
+            "writable folder with --out (or path=)."
+        ) from error
+    if not os.access(path, os.W_OK):
+        raise UserError(f"Cannot write exports to '{path}': permission denied.")
+    return path
+
+
+def _samples(model, sample_inputs, source_length, count=16, seed=0):
+    if sample_inputs is None:
+        rng = np.random.default_rng(seed)
+        ids = np.zeros((count, source_length), np.int32)
+        for row, length in enumerate(rng.integers(2, source_length + 1, count)):
+            ids[row, :length] = rng.integers(3, model.encoder_vocabulary_size, length)
+        return ids
+    ids = np.asarray(sample_inputs)
+    if ids.ndim != 2 or ids.shape[1] > source_length or ids.dtype.kind not in "iu":
+        raise UserError(
+            f"sample_inputs must be integer source ids of shape (batch, <= "
+            f"{source_length}). Received: shape={ids.shape}, dtype={ids.dtype}"
+        )
+    padded = np.zeros((len(ids), source_length), np.int32)
+    padded[:, : ids.shape[1]] = ids
+    return padded
+
+
+def _representative(representative, sample_inputs):
+    if representative is None:
+        representative = sample_inputs
+    if representative is None:
+        raise UserError(
+            "tflite_int8 of a float model is calibrated on real inputs: pass "
+            "representative= (source ids from the training split), or "
+            "sample_inputs=."
+        )
+    if isinstance(representative, np.ndarray):
+        representative = [representative]
+    return representative
+
+
+def _is_qat(model):
+    from tfaccel.quantization import _state
+
+    return bool(_state.find_states(model))
+
+
+def load(format, path):
+    """Returns the runner of an exported artifact, with its `generate`.
+
+    Args:
+        format: a name from `FORMATS`.
+        path: the artifact's file or folder (`Artifact.path`).
+
+    Returns:
+        A `SavedModelRunner`, `LiteRTModel`, `ORTModel` or `TensorRTModel`:
+        each decodes greedily with the key/value cache, with the API of the
+        Keras model's `generate`.
+    """
+    _check_formats([format])
+    if format == "saved_model":
+        from tfaccel.export.saved_model import SavedModelRunner
+
+        return SavedModelRunner(path)
+    if format in TFLITE_FORMATS:
+        from tfaccel.export.tflite import LiteRTModel
+
+        return LiteRTModel(path)
+    if format == "tensorrt":
+        from tfaccel.export.tensorrt import TensorRTModel
+
+        return TensorRTModel(path)
+    from tfaccel.export.onnx import ORTModel
+
+    return ORTModel(path)
+
+
+def copy_versions(source, target):
+    """Copies the numbered SavedModel versions of `source` into `target`.
+
+    A recipe run replaces its whole folder; its earlier SavedModel versions
+    are carried over, so a new export is a new version, never a rewrite.
+    """
+    source, target = pathlib.Path(source), pathlib.Path(target)
+    if not source.is_dir():
+        return
+    for folder in source.iterdir():
+        if folder.is_dir() and folder.name.isdigit():
+            shutil.copytree(folder, target / folder.name)
