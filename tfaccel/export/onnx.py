@@ -1,0 +1,481 @@
+"""ONNX export of the generation signatures (fp32 and dynamic int8), run in ORT.
+
+`convert` writes one ONNX graph per signature of `tfaccel.export.signatures`,
+`encode.onnx` and `decode_step.onnx`, so ONNX Runtime decodes with the same
+fixed-size key/value cache as every other runtime. The graphs come from
+tf2onnx, fed the SavedModel functions that TFLite and TF Serving get too.
+`quantize_dynamic` turns such a folder into int8 (ONNX Runtime dynamic
+quantization) and `ORTModel` runs either with the `generate` API of the
+Keras model.
+
+The ONNX graphs take the signature input names unchanged. The one output
+that cannot keep its name is `decode_step`'s `self_cache`: an ONNX graph
+may not define a value twice, and `self_cache` is already an input, so the
+output is called `updated_self_cache` (`ORTModel` maps it back).
+
+tf2onnx has no handler for two ops these models lower to; `convert` adds
+its own:
+
+- `Erfc` (exact GELU, `activation="gelu"`) becomes `1 - Erf(x)`. The
+  subtraction loses the relative precision of tiny `erfc` values, but GELU
+  multiplies them by `x / 2`, so its absolute error stays about 1e-7.
+- `XlaDynamicUpdateSlice` (`keras.ops.slice_update`, which keras-hub uses
+  to write the key/value cache) becomes `ScatterND`, with the start
+  indices clamped as XLA clamps them.
+"""
+
+import contextlib
+import importlib.util
+import logging
+import pathlib
+import tempfile
+
+import numpy as np
+
+from tfaccel._io import atomic_file
+from tfaccel.errors import UserError
+from tfaccel.export import generation, signatures
+
+# File of each signature's graph inside an ONNX export folder.
+FILES = {signatures.ENCODE: "encode.onnx", signatures.DECODE_STEP: "decode_step.onnx"}
+# The newest opset tf2onnx 1.17 converts to; ONNX Runtime 1.31 runs it.
+OPSET = 18
+# Oldest opset the handlers below emit valid nodes for (Unsqueeze with an
+# `axes` input).
+MIN_OPSET = 13
+# ONNX name of `decode_step`'s `self_cache` output (see the module docstring).
+UPDATED_SELF_CACHE = "updated_self_cache"
+
+
+def convert(model, folder, source_length, target_length, opset=OPSET):
+    """Converts a seq2seq model to `encode.onnx` and `decode_step.onnx`.
+
+    Both graphs are converted, checked with `onnx.checker` and loaded into an
+    ONNX Runtime session before either file is written; each file is then
+    written under a temporary name and renamed into place. On any error no
+    file is left in `folder`.
+
+    Args:
+        model: a `Seq2SeqTransformer` (stripped, if compressed).
+        folder: the folder to write into (created if needed); usually the
+            temporary folder of `tfaccel._io.atomic_dir`.
+        source_length: int, the encoder width of the signatures.
+        target_length: int, the self-attention cache length.
+        opset: int, the ONNX opset, from `MIN_OPSET` to `OPSET`.
+
+    Returns:
+        A dict mapping each signature name to the path of its `.onnx` file.
+
+    Raises:
+        UserError: tf2onnx cannot convert some TensorFlow ops, or the graph
+            fails the ONNX checker or does not load in ONNX Runtime.
+
+    Example:
+
+    ```python
+    paths = convert(model, "exports/g2p-onnx", source_length=32, target_length=24)
+    ORTModel("exports/g2p-onnx").generate(ids)
+    ```
+    """
+    _check_opset(opset)
+    protos = {}
+    with _saved_model(model, source_length, target_length) as loaded:
+        for name in FILES:
+            protos[name] = _convert_function(loaded, name, opset)
+            _check_proto(protos[name], name, opset)
+    return _write_all(protos, pathlib.Path(folder))
+
+
+def _check_opset(opset):
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= OPSET:
+        raise ValueError(
+            f"`opset` must be an int from {MIN_OPSET} to {OPSET}. "
+            f"Received: opset={opset!r}"
+        )
+
+
+@contextlib.contextmanager
+def _saved_model(model, source_length, target_length):
+    """Yields the generation archive, written out and loaded back."""
+    import tensorflow as tf
+
+    archive = signatures.generation_archive(model, source_length, target_length)
+    with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as tmp:
+        archive.write_out(tmp, verbose=False)
+        yield tf.saved_model.load(tmp)
+
+
+def _convert_function(loaded, name, opset):
+    """Converts the signature function `name` of a loaded SavedModel.
+
+    The function is wrapped so its outputs get their ONNX names; tf2onnx
+    names graph inputs and outputs after the signature's.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    function = getattr(loaded, name)
+
+    def renamed(*args):
+        outputs = function(*args)
+        return {_onnx_name(key): value for key, value in outputs.items()}
+
+    wrapped = tf.function(renamed, input_signature=function.input_signature)
+    try:
+        with _quiet_tf2onnx():
+            proto, _ = tf2onnx.convert.from_function(
+                wrapped,
+                input_signature=function.input_signature,
+                opset=opset,
+                custom_op_handlers=_handlers(),
+            )
+    except Exception as error:
+        raise UserError(
+            f"tf2onnx failed to convert signature '{name}': "
+            f"{_first_line(error)} Export to TFLite or SavedModel instead. "
+            f"Received: opset={opset}"
+        ) from error
+    _name_batch_axes(proto)
+    return proto
+
+
+def _handlers():
+    # Passed per call as `{tf_op: (handler, args)}`, the handlers apply to
+    # tfaccel's conversions only; tf2onnx's `@tf_op` decorator would change
+    # every conversion in the process.
+    return {
+        "Erfc": (_erfc_handler, []),
+        "XlaDynamicUpdateSlice": (_dynamic_update_slice_handler, []),
+    }
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _onnx_name(output):
+    return UPDATED_SELF_CACHE if output == "self_cache" else output
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx():
+    """Silences tf2onnx's loggers; unsupported ops are reported by `convert`."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _name_batch_axes(proto):
+    """Names the first axis of every graph input and output `batch`.
+
+    tf2onnx gives each unknown axis its own name; one shared name tells
+    ONNX Runtime that the batch is the same everywhere.
+    """
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+
+
+# === tf2onnx handlers ===
+
+
+def _erfc_handler(ctx, node, name, args):
+    """Rewrites `Erfc(x)` as `1 - Erf(x)`, in place."""
+    from tf2onnx import utils
+
+    x = node.input[0]
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    one = ctx.make_const(utils.make_name(f"{name}_one"), np.array(1, dtype))
+    erf = ctx.make_node("Erf", [x], name=utils.make_name(f"{name}_erf"))
+    node.type = "Sub"
+    node.domain = ""
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+
+
+def _dynamic_update_slice_handler(ctx, node, name, args):
+    """Rewrites `XlaDynamicUpdateSlice(x, update, start)` as `ScatterND`.
+
+    Each element of `update` is scattered to its index in `x`: the start,
+    clamped to `[0, shape(x) - shape(update)]` as XLA clamps it, plus the
+    element's own index.
+    """
+    from onnx import TensorProto
+
+    x, update, start = node.input
+    rank = ctx.get_rank(update)
+    x_shape = ctx.make_node("Shape", [x]).output[0]
+    update_shape = ctx.make_node("Shape", [update]).output[0]
+    start = ctx.make_node("Cast", [start], attr={"to": TensorProto.INT64}).output[0]
+    room = ctx.make_node("Sub", [x_shape, update_shape]).output[0]
+    start = ctx.make_node("Min", [start, room]).output[0]
+    start = ctx.make_node("Max", [start, _const(ctx, 0)]).output[0]
+    axes = [_axis_indices(ctx, start, update_shape, axis, rank) for axis in range(rank)]
+    indices = ctx.make_node("Concat", axes, attr={"axis": -1}).output[0]
+    node.type = "ScatterND"
+    node.domain = ""
+    ctx.replace_inputs(node, [x, indices, update])
+
+
+def _axis_indices(ctx, start, update_shape, axis, rank):
+    """Indices along `axis` of every element of the update, `(*update, 1)`."""
+    size = ctx.make_node("Gather", [update_shape, _const(ctx, axis)]).output[0]
+    offset = ctx.make_node("Gather", [start, _const(ctx, axis)]).output[0]
+    steps = ctx.make_node("Range", [_const(ctx, 0), size, _const(ctx, 1)]).output[0]
+    steps = ctx.make_node("Add", [steps, offset]).output[0]
+    shape = [1] * rank
+    shape[axis] = -1
+    steps = ctx.make_node("Reshape", [steps, _const(ctx, shape)]).output[0]
+    steps = ctx.make_node("Expand", [steps, update_shape]).output[0]
+    return ctx.make_node("Unsqueeze", [steps, _const(ctx, [-1])]).output[0]
+
+
+def _const(ctx, value):
+    from tf2onnx import utils
+
+    return ctx.make_const(utils.make_name("const"), np.array(value, np.int64)).output[0]
+
+
+# === Checks and writing ===
+
+
+def _check_proto(proto, signature, opset):
+    """Raises `UserError` unless ONNX and ONNX Runtime both accept `proto`."""
+    import onnx
+
+    unsupported = sorted(
+        {
+            node.op_type
+            for node in proto.graph.node
+            if node.domain in ("", "ai.onnx")
+            and not onnx.defs.has(node.op_type, opset, node.domain)
+        }
+    )
+    if unsupported:
+        raise UserError(
+            f"tf2onnx cannot convert the TensorFlow ops {', '.join(unsupported)} "
+            f"of signature '{signature}' to ONNX opset {opset}; export to TFLite "
+            f"or SavedModel instead. Received: ops={unsupported}"
+        )
+    try:
+        onnx.checker.check_model(proto)
+        _session(proto.SerializeToString())
+    except Exception as error:
+        raise UserError(
+            f"The ONNX graph of signature '{signature}' does not load: "
+            f"{_first_line(error)} Export to TFLite or SavedModel instead. "
+            f"Received: opset={opset}"
+        ) from error
+
+
+def _write_all(protos, folder):
+    """Writes each graph atomically; removes those written if one fails."""
+    written = {}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, proto in protos.items():
+            path = folder / FILES[name]
+            with atomic_file(path) as tmp:
+                tmp.write_bytes(proto.SerializeToString())
+            written[name] = str(path)
+    except BaseException as error:
+        for path in written.values():
+            pathlib.Path(path).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise UserError(
+                f"Cannot write ONNX files under '{folder}': {error.strerror}. "
+                "Pass a writable folder."
+            ) from error
+        raise
+    return written
+
+
+def _session(model, num_threads=1, providers=None):
+    """An ONNX Runtime session on a path or serialized bytes."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(
+        model, options, providers=providers or ["CPUExecutionProvider"]
+    )
+
+
+# === Dynamic int8 ===
+
+
+def quantize_dynamic(folder_in, folder_out, per_channel=True):
+    """Quantizes an ONNX export folder to int8 with ONNX Runtime (dynamic).
+
+    Weights of every `MatMul` and `Gemm` with a constant weight are stored as
+    int8, symmetric (per output channel by default); activations are
+    quantized to uint8 at run time, per tensor, from their own min and max
+    (`DynamicQuantizeLinear`), and the products run as `MatMulInteger`.
+    Each graph first goes through ONNX Runtime's `quant_pre_process`
+    (graph optimization and shape inference, symbolic when sympy is
+    installed), as its quantization guide recommends.
+
+    Args:
+        folder_in: a folder written by `convert`.
+        folder_out: the folder to write into (created if needed); usually the
+            temporary folder of `tfaccel._io.atomic_dir`.
+        per_channel: bool, one weight scale per output channel instead of one
+            per tensor.
+
+    Returns:
+        A dict mapping each signature name to the path of its `.onnx` file.
+
+    Raises:
+        UserError: `folder_in` has no ONNX export, or a quantized graph does
+            not load in ONNX Runtime.
+    """
+    folder_in = pathlib.Path(folder_in)
+    _check_folder(folder_in)
+    protos = {}
+    with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-int8-") as tmp:
+        for name, file in FILES.items():
+            protos[name] = _quantize_one(
+                folder_in / file, pathlib.Path(tmp), per_channel
+            )
+            _check_proto(protos[name], name, _opset_of(protos[name]))
+    return _write_all(protos, pathlib.Path(folder_out))
+
+
+def _opset_of(proto):
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _quantize_one(path, tmp, per_channel):
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared, quantized = tmp / f"pre-{path.name}", tmp / f"int8-{path.name}"
+    # Symbolic shape inference needs sympy, which ONNX Runtime does not
+    # install; ONNX's own shape inference still runs without it.
+    no_sympy = importlib.util.find_spec("sympy") is None
+    quant_pre_process(str(path), str(prepared), skip_symbolic_shape=no_sympy)
+    ort_quantize(
+        str(prepared),
+        str(quantized),
+        op_types_to_quantize=["MatMul", "Gemm"],
+        per_channel=per_channel,
+        weight_type=QuantType.QInt8,
+    )
+    proto = onnx.load(str(quantized))
+    # Shapes that pre-processing annotated: ONNX Runtime infers them again.
+    del proto.graph.value_info[:]
+    return proto
+
+
+def _check_folder(folder):
+    missing = [file for file in FILES.values() if not (folder / file).is_file()]
+    if missing:
+        raise UserError(
+            f"No ONNX export at '{folder}' (missing {', '.join(missing)}). "
+            "Export one with tfaccel.export.onnx.convert first."
+        )
+
+
+# === Runtime ===
+
+_NUMPY_TYPES = {"tensor(int32)": np.int32, "tensor(int64)": np.int64}
+
+
+def _signature(session):
+    """Wraps a session as `f(**inputs) -> {output name: array}`.
+
+    Inputs are cast to the dtypes the graph declares (ONNX Runtime takes no
+    other), and outputs get their signature names back.
+    """
+    dtypes = {
+        i.name: _NUMPY_TYPES.get(i.type, np.float32) for i in session.get_inputs()
+    }
+    names = [output.name for output in session.get_outputs()]
+    signature_names = ["self_cache" if n == UPDATED_SELF_CACHE else n for n in names]
+
+    def call(**inputs):
+        feed = {key: np.asarray(value, dtypes[key]) for key, value in inputs.items()}
+        return dict(zip(signature_names, session.run(names, feed), strict=True))
+
+    return call
+
+
+class ORTModel:
+    """An ONNX export folder (fp32 or int8) run in ONNX Runtime.
+
+    `generate` decodes with the `encode`/`decode_step` graphs and a key/value
+    cache, with the same API as the Keras model and `LiteRTModel`.
+
+    Args:
+        folder: a folder written by `convert` or `quantize_dynamic`.
+        num_threads: int, intra-op threads of each session.
+        providers: ONNX Runtime execution providers, in order of preference;
+            `None` for `["CPUExecutionProvider"]`.
+
+    Example:
+
+    ```python
+    runner = ORTModel("exports/g2p-onnx")
+    tokens = runner.generate(ids, max_length=24)
+    ```
+    """
+
+    def __init__(self, folder, num_threads=1, providers=None):
+        self.folder = pathlib.Path(folder)
+        self.num_threads = num_threads
+        self.providers = providers
+        _check_folder(self.folder)
+        self.sessions = {
+            name: _session(str(self.folder / file), num_threads, providers)
+            for name, file in FILES.items()
+        }
+        self._encode = _signature(self.sessions[signatures.ENCODE])
+        self._decode = _signature(self.sessions[signatures.DECODE_STEP])
+        inputs = {i.name: i for i in self.sessions[signatures.DECODE_STEP].get_inputs()}
+        # self_cache: (batch, layers, 2, target, heads, head_dim)
+        self._cache_shape = tuple(int(d) for d in inputs["self_cache"].shape[1:])
+        self.target_length = self._cache_shape[2]
+        self.source_length = int(inputs["encoder_mask"].shape[1])
+        import onnxruntime
+
+        self.runtime = f"ONNX Runtime {onnxruntime.__version__}"
+
+    def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
+        """Greedy decoding with the key/value cache, like the Keras model's."""
+        return generation.generate_with_signatures(
+            self._encode,
+            self._decode,
+            encoder_token_ids,
+            max_length,
+            self.source_length,
+            self._cache_shape,
+            stop_at_eos,
+        )
+
+    def first_step_logits(self, padded_ids):
+        """Logits of the first decode step (BOS), for verification.
+
+        Args:
+            padded_ids: int array `(batch, source_length)`; 0 pads.
+
+        Returns:
+            float32 `(batch, vocab)`.
+        """
+        encoded = self._encode(encoder_token_ids=padded_ids)
+        batch = len(padded_ids)
+        out = self._decode(
+            token_ids=np.ones((batch, 1), np.int32),
+            index=np.int32(0),
+            self_cache=np.zeros((batch, *self._cache_shape), np.float32),
+            cross_cache=encoded["cross_cache"],
+            encoder_mask=encoded["encoder_mask"],
+        )
+        return out["logits"]
