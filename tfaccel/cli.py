@@ -173,9 +173,7 @@ def _cmd_export(args):
         )
     task_name = args.task or _task_of(path.parent)
     if task_name is not None and task_name not in TASKS:
-        raise UserError(
-            f"Unknown task '{task_name}'. Use one of: {', '.join(TASKS)}."
-        )
+        raise UserError(f"Unknown task '{task_name}'. Use one of: {', '.join(TASKS)}.")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1. Received: {args.samples}")
 
