@@ -205,6 +205,42 @@ def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(
     assert _state.find_states(model)[0][1].stripped
 
 
+@pytest.mark.large
+def test_run_recipe_exports_keep_saved_model_versions(trained, monkeypatch):
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-export",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64},
+            "export": ["saved_model", "onnx", "keras"],
+            "output_dir": root.name,
+        }
+    )
+    run = root / "tiny-export"
+    first = run_recipe(recipe, log=lambda line: None)
+    assert first["exports"]["saved_model"]["file"] == "1"
+    stamp = (run / "1" / "saved_model.pb").stat().st_mtime_ns
+    result = run_recipe(recipe, log=lambda line: None)
+    exports = result["exports"]
+    # A rerun adds version 2 and carries version 1 over untouched.
+    assert exports["saved_model"]["file"] == "2"
+    assert (run / "1" / "saved_model.pb").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in (run / "onnx").iterdir()) == [
+        "decode_step.onnx",
+        "encode.onnx",
+    ]
+    assert exports["keras"]["bytes"] == (run / "model.keras").stat().st_size
+    baseline_wer = result["baseline"]["test"]["wer"]
+    for fmt in ("saved_model", "onnx"):
+        assert exports[fmt]["agreement_with_keras"]["tokens"] >= 0.99, fmt
+        assert abs(exports[fmt]["test"]["wer"] - baseline_wer) <= 0.01, fmt
+        assert exports[fmt]["max_difference"] <= 1e-3, fmt
+
+
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
