@@ -57,6 +57,7 @@ def generation_archive(model, source_length, target_length, batch=None):
 
     archive = keras.export.ExportArchive()
     archive.track(model)
+    _track_tf_variables(archive)
     archive.add_endpoint(
         ENCODE,
         encode,
@@ -76,3 +77,18 @@ def generation_archive(model, source_length, target_length, batch=None):
         ],
     )
     return archive
+
+
+def _track_tf_variables(archive):
+    """Tracks each weight once in the SavedModel, not twice.
+
+    `ExportArchive.track` keeps the `keras.Variable` wrappers, while the
+    traced endpoints capture the `tf.Variable`s inside them. The checkpoint
+    de-duplicates by object, so every weight was written twice (and loaded
+    twice, in TF Serving too): keras-team/keras#23553, open in Keras 3.15.
+    Tracking the `tf.Variable`s themselves makes the two one object.
+    """
+    trackable = archive._tf_trackable
+    for name in ("variables", "trainable_variables", "non_trainable_variables"):
+        unwrapped = [getattr(v, "_value", v) for v in getattr(trackable, name)]
+        setattr(trackable, name, unwrapped)
