@@ -97,7 +97,7 @@ def uncached_ort(model, threads, folder):
     import tensorflow as tf
     import tf2onnx
 
-    from tfaccel.export import onnx
+    from tfaccel.export import _onnx_ops, onnx
 
     spec = [
         tf.TensorSpec((None, None), tf.int32, "encoder_token_ids"),
@@ -112,7 +112,7 @@ def uncached_ort(model, threads, folder):
             function,
             input_signature=spec,
             opset=onnx.OPSET,
-            custom_op_handlers=onnx._handlers(),
+            custom_op_handlers=_onnx_ops.handlers(),
         )
     path = Path(folder) / "forward.onnx"
     path.write_bytes(proto.SerializeToString())
@@ -140,7 +140,18 @@ def _uncached(forward):
     return generate
 
 
-def measure(preset, model_path, tokens, source, width, repeats, threads, log):
+def verification_sources(model, task_name, width, source):
+    """Real test sources of `task_name` when given, else seeded random ids."""
+    if not task_name:
+        return np.concatenate([source_ids(model, source, seed) for seed in range(8)])
+    from tfaccel import tasks
+    from tfaccel.data import encode_sources
+
+    task = tasks.get_task(task_name)
+    return encode_sources(task.sources("test")[:64], task.source_vocab, width)
+
+
+def measure(preset, model_path, tokens, source, width, repeats, threads, log, task):
     import tfaccel.export
     from tfaccel.export import api
 
@@ -148,7 +159,8 @@ def measure(preset, model_path, tokens, source, width, repeats, threads, log):
     ids = source_ids(model, source)
     rows = []
     with tempfile.TemporaryDirectory(prefix="tfaccel-table-") as folder:
-        samples = np.concatenate([source_ids(model, source, seed) for seed in range(8)])
+        task_name = task if model_path else None
+        samples = verification_sources(model, task_name, width, source)
         result = tfaccel.export(
             model,
             folder,
@@ -193,6 +205,9 @@ def main(argv=None):
     parser.add_argument(
         "--model", action="append", default=[], help="PRESET=PATH of a trained .keras"
     )
+    parser.add_argument(
+        "--task", default=None, help="verify trained models on this task's test sources"
+    )
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--source", type=int, default=12, help="source length")
     parser.add_argument("--width", type=int, default=32, help="exported source width")
@@ -223,6 +238,7 @@ def main(argv=None):
             args.repeats,
             args.threads,
             log,
+            args.task,
         )
         weights = "trained" if paths.get(preset) else "random"
         lines += [

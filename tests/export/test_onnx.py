@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
 from qat_checks import tiny_model  # noqa: E402
 
 from tfaccel.errors import UserError  # noqa: E402
+from tfaccel.export import _onnx_ops  # noqa: E402
 from tfaccel.export import onnx as onnx_export  # noqa: E402
 from tfaccel.models.seq2seq_transformer import EOS_ID  # noqa: E402
 
@@ -213,9 +214,7 @@ def test_int8_generation_agrees_with_keras(trained, int8_folder):
 def test_a_failed_conversion_writes_nothing(tmp_path, monkeypatch):
     # Without the cache-update handler, decode_step keeps a TensorFlow op
     # after encode has converted: nothing may be written.
-    monkeypatch.setattr(
-        onnx_export, "_dynamic_update_slice_handler", lambda *args: None
-    )
+    monkeypatch.setattr(_onnx_ops, "_dynamic_update_slice_handler", lambda *args: None)
     folder = tmp_path / "onnx"
     with pytest.raises(UserError, match="XlaDynamicUpdateSlice.*'decode_step'"):
         onnx_export.convert(tiny_model(), folder, SOURCE, TARGET)
