@@ -153,12 +153,10 @@ def export(
             artifact is not published).
     """
     log = log or (lambda line: None)
+    # Every check runs before anything is written.
     formats = _check_formats(formats)
     _check_model(model)
-    path = _writable(path)
-    source_length = int(source_length or model.max_encoder_length)
-    # Position max_decoder_length - 1 is the last the embedding has.
-    max_length = int(max_length or model.max_decoder_length - 1)
+    source_length, max_length = _check_lengths(model, source_length, max_length)
     samples = _samples(model, sample_inputs, source_length)
     if "tensorrt" in formats:
         from tfaccel.export import tensorrt
@@ -166,6 +164,7 @@ def export(
         tensorrt.check_available()
     if "tflite_int8" in formats and not _is_qat(model):
         representative = _representative(representative, sample_inputs)
+    path = _writable(path)
     reference = ReferenceRun(model, samples, source_length, max_length)
     artifacts = []
     for fmt in formats:
@@ -361,6 +360,23 @@ def _check_model(model):
             "tfaccel.models.Seq2SeqTransformer has. For a plain Keras model use "
             "model.export() or tfaccel.export.tflite.convert_model()."
         )
+
+
+def _check_lengths(model, source_length, max_length):
+    source_length = int(source_length or model.max_encoder_length)
+    # Position max_decoder_length - 1 is the last the embedding has.
+    max_length = int(max_length or model.max_decoder_length - 1)
+    if not 0 < source_length <= model.max_encoder_length:
+        raise UserError(
+            f"source_length must be in [1, {model.max_encoder_length}] (the "
+            f"model's max_encoder_length). Received: source_length={source_length}"
+        )
+    if not 0 < max_length < model.max_decoder_length:
+        raise UserError(
+            f"max_length must be in [1, {model.max_decoder_length - 1}] (the "
+            f"model's max_decoder_length - 1). Received: max_length={max_length}"
+        )
+    return source_length, max_length
 
 
 def _writable(path):
