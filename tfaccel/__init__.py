@@ -23,11 +23,15 @@ _EXPORTS = {
     "strip": "tfaccel.techniques",
 }
 _RENAMED = {"summary": ("tfaccel.pruning", "pruning_summary")}
+# Subpackages that are also callables: `tfaccel.export(model, path, formats)`.
+_CALLABLE_PACKAGES = ("export",)
 
-__all__ = sorted([*_EXPORTS, *_RENAMED])
+__all__ = sorted([*_EXPORTS, *_RENAMED, *_CALLABLE_PACKAGES])
 
 
 def __getattr__(name):
+    if name in _CALLABLE_PACKAGES:
+        return importlib.import_module(f"tfaccel.{name}")
     if name in _EXPORTS:
         module, attribute = _EXPORTS[name], name
     elif name in _RENAMED:

@@ -16,7 +16,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
 from qat_checks import tiny_model  # noqa: E402
 
 import tfaccel  # noqa: E402
-import tfaccel.export  # noqa: E402
 from tfaccel.errors import UserError  # noqa: E402
 from tfaccel.export import api, tensorrt  # noqa: E402
 
