@@ -1,0 +1,52 @@
+"""`strip_clustering`: bakes the clustered weights and removes the state."""
+
+from keras import ops
+
+from tfaccel.clustering import _state
+from tfaccel.quantization.quantize_aware import forget_compiled
+
+
+def strip_clustering(model):
+    """Writes each clustered weight into its variable and removes clustering.
+
+    Every clustered kernel (or embedding table) gets the value the layer has
+    been reading, `gather(centroids, indices) * mask`, so the model computes
+    exactly what it computed before strip. Each layer gets back its original
+    class, its weight's trainable flag and its variable list (the
+    centroids, anchors, indices and mask are untracked). The result is the
+    same plain Keras model object holding `num_clusters` distinct values
+    per kernel (per output channel with `per_channel`), plus 0 where
+    sparsity was preserved; it saves and loads with `keras.saving` with no
+    tfaccel objects, and `tfaccel.quantize_aware` can follow. A model that
+    is not clustered is returned unchanged.
+
+    Args:
+        model: a model changed by `tfaccel.cluster`.
+
+    Returns:
+        `model` itself (it is changed in place).
+
+    Example:
+
+    ```python
+    model = tfaccel.clustering.strip_clustering(model)
+    model.save("clustered.keras")
+    ```
+    """
+    for layer, state in _state.find_states(model):
+        for record in state.weights:
+            _strip_weight(record)
+        object.__delattr__(layer, _state.ATTRIBUTE)
+        forget_compiled(layer)
+    return model
+
+
+def _strip_weight(record):
+    layer = record.layer
+    record.variable.assign(ops.convert_to_numpy(record.weight()))
+    object.__setattr__(layer, "__class__", record.original_class)
+    object.__delattr__(layer, _state.LAYER_ATTRIBUTE)
+    for variable in (record.centroids, record.anchors, record.indices, record.mask):
+        if variable is not None:
+            layer._untrack_variable(variable)
+    record.variable.trainable = record.original_trainable
