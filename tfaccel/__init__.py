@@ -14,6 +14,9 @@ _EXPORTS = {
     "ConstantSparsity": "tfaccel.pruning",
     "PolynomialDecay": "tfaccel.pruning",
     "prune": "tfaccel.pruning",
+    # === Clustering ===
+    "cluster": "tfaccel.clustering",
+    "clustering_summary": "tfaccel.clustering",
     # === Quantization ===
     "QATConfig": "tfaccel.quantization",
     "quantize_aware": "tfaccel.quantization",

@@ -390,7 +390,8 @@ def op_report(tflite):
         names such as `"INT8"`), `weight_scales`: how many scales the second
         input has (per-channel when > 1), or 0, and `weight_zeros`: the
         fraction of zeros in the second input when it is a stored int8
-        constant, else None.
+        constant, else None, and `weight_distinct`: how many different int8
+        values that constant holds (clustering), else None.
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -423,11 +424,13 @@ def op_report(tflite):
                     if weight.quantization.scale is None
                     else len(weight.quantization.scale)
                 )
-            zeros = None
+            zeros = distinct = None
             if weight is not None and type_names[weight.type] == "INT8":
                 buffer = model.buffers[weight.buffer].data
                 if buffer is not None and len(buffer):
-                    zeros = float(np.mean(np.asarray(buffer) == 0))
+                    values = np.asarray(buffer)
+                    zeros = float(np.mean(values == 0))
+                    distinct = int(len(np.unique(values)))
             rows.append(
                 {
                     "subgraph": names.get(index, str(index)),
@@ -440,6 +443,7 @@ def op_report(tflite):
                     ],
                     "weight_scales": scales,
                     "weight_zeros": zeros,
+                    "weight_distinct": distinct,
                 }
             )
     return rows

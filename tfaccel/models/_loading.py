@@ -64,6 +64,13 @@ def save_model(model, path):
         model: a Keras model whose class supports `from_config`.
         path: the `.keras` file to write.
     """
+    from tfaccel.clustering import _state as cluster_state
+
+    if cluster_state.find_states(model):
+        raise UserError(
+            "The model is still clustered; call tfaccel.strip(model) before "
+            f"saving it. Received: model={model.name!r}"
+        )
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     copy.save(path)

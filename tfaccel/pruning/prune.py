@@ -80,12 +80,14 @@ def prune(model, targets, schedule, structure=None, block=None):
     return model
 
 
-def match_variables(model, targets):
+def match_variables(model, targets, extra=()):
     """Returns the trainable variables whose paths fully match a target regex.
 
     Args:
         model: a built Keras model.
         targets: list of regexes, each with an optional `re:` prefix.
+        extra: more candidate variables beyond the trainable ones (the
+            frozen kernels of clustered layers, which QAT still targets).
 
     Returns:
         A list of variables, in `model.trainable_weights` order, each once.
@@ -104,7 +106,7 @@ def match_variables(model, targets):
             "`targets` must be a non-empty list of regexes over variable paths. "
             f"Received: targets={targets!r}"
         )
-    variables = _unique(model.trainable_weights)
+    variables = _unique([*model.trainable_weights, *extra])
     matched = set()
     for target in targets:
         pattern = _compile(target)

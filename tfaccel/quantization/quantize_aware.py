@@ -76,7 +76,16 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
             f"Model '{model.name}' is already quantization-aware; call "
             "tfaccel.strip(model) before quantizing it again."
         )
-    variables = match_variables(model, list(targets))
+    # A clustered layer's kernel is frozen (its centroids train), yet QAT
+    # targets it: cluster-preserving QAT.
+    from tfaccel.clustering import _state as cluster_state
+
+    clustered = [
+        weight.variable
+        for _, state in cluster_state.find_states(model)
+        for weight in state.weights
+    ]
+    variables = match_variables(model, list(targets), extra=clustered)
     owners = _structure.owner_layers(model)
     layers = _target_layers(variables, owners)
     with _strategy(model).scope():
@@ -262,7 +271,10 @@ def _fusable(activation):
 
 
 def _quantize_embedding(layer, path, config):
-    weight = layer.embeddings
+    clustered = getattr(layer, "_tfaccel_clustered", None)
+    # A clustered table's `embeddings` property is the shared-value tensor;
+    # the record keeps the variable, which strip bakes into.
+    weight = clustered.variable if clustered is not None else layer.embeddings
     record = _state.QuantizedLayer(
         path=path, kind="embedding", layer=layer, weight=weight, input_axes=(1,)
     )
@@ -288,7 +300,14 @@ def _weight(record, config):
     kernels are baked without one (see `tfaccel.export.tflite`), and the
     converter derives the same per-channel scales from the values.
     """
-    weight = ops.convert_to_tensor(record.weight)
+    clustered = getattr(record.layer, "_tfaccel_clustered", None)
+    if clustered is not None and not record.baked:
+        # Cluster-preserving QAT: quantize the shared-value kernel, so the
+        # centroids train through the fake quantization and the kernel
+        # keeps at most `num_clusters` values (tfaccel.cluster).
+        weight = clustered.weight()
+    else:
+        weight = ops.convert_to_tensor(record.weight)
     if record.mask is not None:
         weight = ops.multiply(weight, ops.convert_to_tensor(record.mask))
     if record.kind == "embedding":

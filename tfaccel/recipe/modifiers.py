@@ -117,6 +117,47 @@ class MagnitudePruning(Modifier):
         return self
 
 
+@register_modifier("weight_clustering")
+class WeightClustering(Modifier):
+    """Weight clustering: k shared, trainable values per kernel (or channel).
+
+    Example:
+
+    ```yaml
+    - type: weight_clustering
+      targets: ["re:.*(attention|feedforward).*kernel"]
+      num_clusters: 16
+    ```
+    """
+
+    type: Literal["weight_clustering"] = "weight_clustering"
+    targets: list[str] = Field(
+        min_length=1,
+        description="Regexes over variable paths (re.fullmatch); 're:' optional.",
+    )
+    num_clusters: int = Field(
+        ge=2, description="Shared values per kernel (per output unit if per_channel)."
+    )
+    init: Literal["kmeans++", "linear", "density"] = Field(
+        default="kmeans++", description="Centroid initialisation."
+    )
+    per_channel: bool = Field(
+        default=False, description="One set of centroids per output unit."
+    )
+    preserve_sparsity: bool = Field(
+        default=True, description="Keep zero weights (from pruning) at zero."
+    )
+    update_freq: Annotated[int, Field(ge=1)] | Literal["epoch"] = Field(
+        default=100, description="Refresh assignments every N steps, or 'epoch'."
+    )
+    seed: int = Field(default=0, description="Seed of the k-means++ draws.")
+
+    @pydantic.field_validator("targets")
+    @classmethod
+    def _regexes(cls, targets):
+        return _check_regexes(targets)
+
+
 @register_modifier("quantization_aware")
 class QuantizationAware(Modifier):
     """Int8 quantization-aware training (fake-quantized weights and activations).

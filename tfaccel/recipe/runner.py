@@ -24,6 +24,7 @@ from tfaccel.recipe import baseline as baseline_lib
 APPLIERS = {
     "magnitude_pruning": "tfaccel.pruning.recipe:apply_modifier",
     "quantization_aware": "tfaccel.quantization.recipe:apply_modifier",
+    "weight_clustering": "tfaccel.clustering.recipe:apply_modifier",
 }
 
 
