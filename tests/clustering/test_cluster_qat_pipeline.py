@@ -45,6 +45,10 @@ def test_qat_through_clusters_keeps_zeros_and_shared_values():
         if path in zeros:
             np.testing.assert_array_equal(values == 0, zeros[path])
             assert 2 <= distinct_nonzero(values) <= K, path
+    rows = tfaccel.summary(model, targets=[FEEDFORWARD], print_fn=lambda text: None)
+    assert len(rows) == 1 + 8
+    for row in rows[:-1]:
+        assert row["sparsity"] == 0.5 and 3 <= row["distinct"] <= K + 1, row
 
     rows = [
         r

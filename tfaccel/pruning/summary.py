@@ -1,4 +1,4 @@
-"""`pruning_summary`: a per-variable sparsity table."""
+"""`pruning_summary` (`tfaccel.summary`): sparsity and distinct values per variable."""
 
 import io
 
@@ -29,8 +29,10 @@ def pruning_summary(model, targets=None, print_fn=None, structure=None, block=No
 
     Returns:
         A list of dicts with keys `path`, `shape`, `size`, `zeros`,
-        `sparsity` and `structure`: one per variable, then a `"total"` row
-        whose sparsity is weighted by size.
+        `sparsity`, `structure` and `distinct` (how many different values,
+        zero included: `num_clusters` + 1 for a clustered, pruned kernel):
+        one per variable, then a `"total"` row whose sparsity is weighted by
+        size.
 
     Example:
 
@@ -74,6 +76,8 @@ def _row(variable, label):
         "zeros": zeros,
         "sparsity": zeros / max(weights.size, 1),
         "structure": label,
+        # Distinct values, zero included: a clustered kernel shows its k.
+        "distinct": int(np.unique(weights).size),
     }
 
 
@@ -87,17 +91,25 @@ def _total(rows):
         "zeros": zeros,
         "sparsity": zeros / max(size, 1),
         "structure": "",
+        "distinct": None,
     }
 
 
 def _print(rows, print_fn):
     table = rich.table.Table(title="Pruning summary")
-    for name in ("Variable", "Shape", "Size", "Sparsity", "Structure"):
+    for name in ("Variable", "Shape", "Size", "Sparsity", "Distinct", "Structure"):
         left = name == "Variable"
         table.add_column(name, justify="left" if left else "right", overflow="fold")
     for row in rows:
         shape = "" if row["shape"] is None else str(row["shape"])
-        cells = (row["path"], shape, str(row["size"]), f"{row['sparsity']:.2%}")
+        distinct = "" if row["distinct"] is None else str(row["distinct"])
+        cells = (
+            row["path"],
+            shape,
+            str(row["size"]),
+            f"{row['sparsity']:.2%}",
+            distinct,
+        )
         table.add_row(*cells, row["structure"], end_section=row is rows[-2])
     if print_fn is None:
         rich.console.Console().print(table)
