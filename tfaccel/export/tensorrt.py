@@ -22,6 +22,7 @@ import numpy as np
 
 from tfaccel.errors import UserError, missing_extra
 from tfaccel.export import generation, signatures
+from tfaccel.export.onnx import UPDATED_SELF_CACHE
 
 NAMES = (signatures.ENCODE, signatures.DECODE_STEP)
 
@@ -142,6 +143,9 @@ class _Engine:
                     results[name].nbytes,
                     cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
                 )
+            # ONNX outputs may not share an input's name (tfaccel.export.onnx).
+            if UPDATED_SELF_CACHE in results:
+                results["self_cache"] = results.pop(UPDATED_SELF_CACHE)
             return results
         finally:
             for pointer in buffers:
