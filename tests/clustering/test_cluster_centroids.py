@@ -21,9 +21,31 @@ def test_centroids_are_sorted_distinct_and_within_the_range(init, k):
 
 
 def test_linear_is_evenly_spaced_from_min_to_max():
-    values = np.array([0.5, -1.0, 0.25, 2.0])
+    values = np.array([0.9, -1.0, 0.1, 2.0])
     centroids = _centroids.initial_centroids(values, 4, "linear", None)
     np.testing.assert_allclose(centroids, [-1.0, 0.0, 1.0, 2.0])
+
+
+def test_an_empty_centroid_moves_to_the_worst_served_weight():
+    # Linear centroids -1, 0, 1, 2: nothing is nearest to 1, and 0.5 (a tie
+    # between 0 and 1, which goes to 0) is the value farthest from its own.
+    values = np.array([0.5, -1.0, 0.25, 2.0])
+    centroids = _centroids.initial_centroids(values, 4, "linear", None)
+    np.testing.assert_allclose(centroids, [-1.0, 0.0, 0.5, 2.0])
+    assert np.bincount(_centroids.nearest(values, centroids)).min() == 1
+
+
+def test_sparse_linear_skips_the_pruned_gap():
+    # Pruning left nothing in (-0.5, 0.5): spacing runs over [-2, -0.5] and
+    # [0.5, 2] laid end to end, 3 / 5 apart.
+    rng = np.random.default_rng(0)
+    survivors = np.concatenate([rng.uniform(-2, -0.5, 500), rng.uniform(0.5, 2, 500)])
+    survivors = np.concatenate([survivors, [-2.0, -0.5, 0.5, 2.0]])
+    sparse = _centroids.initial_centroids(survivors, 6, "linear", None, sparse=True)
+    np.testing.assert_allclose(sparse, [-2.0, -1.4, -0.8, 0.8, 1.4, 2.0])
+    # Over the whole range, two of the six would sit in the gap at -0.4, 0.4.
+    dense = _centroids.initial_centroids(survivors, 6, "linear", None)
+    np.testing.assert_allclose(dense, [-2.0, -1.2, -0.4, 0.4, 1.2, 2.0])
 
 
 def test_kmeans_plus_plus_is_deterministic_with_a_seed_and_picks_weights():

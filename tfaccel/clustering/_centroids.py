@@ -11,10 +11,14 @@ import numpy as np
 INITS = ("kmeans++", "linear", "density")
 
 
-def initial_centroids(values, num_clusters, init, rng):
+def initial_centroids(values, num_clusters, init, rng, sparse=False):
     """Returns `num_clusters` sorted centroids for the 1-D array `values`.
 
     - `"linear"`: evenly spaced between `min(values)` and `max(values)`.
+      With `sparse=True` the values are the survivors of magnitude pruning,
+      which leaves no weight between the largest negative and the smallest
+      positive one; the spacing then skips that interval, so no centroid is
+      born in it with no members.
     - `"kmeans++"`: Arthur & Vassilvitskii, "k-means++: The Advantages of
       Careful Seeding" (2007): the first centroid is a weight drawn
       uniformly, each next one a weight drawn with probability proportional
@@ -23,9 +27,12 @@ def initial_centroids(values, num_clusters, init, rng):
       centroid sits in the middle of an equal share of the weights: dense
       regions of the distribution get more centroids.
 
-    All three lie in `[min(values), max(values)]`. When `values` holds fewer
-    distinct numbers than `num_clusters`, some centroids repeat; callers
-    check for that.
+    All three lie in `[min(values), max(values)]`. A centroid that no value
+    is nearest to (linear spacing over a gap in the distribution, say) moves
+    to the value farthest from its own centroid, until every centroid has a
+    member. When `values` holds fewer distinct numbers than `num_clusters`,
+    that cannot be done: k-means++ and density centroids then repeat, linear
+    ones stay empty; callers check for both.
 
     Args:
         values: 1-D float array (the weights to cluster, zeros excluded when
@@ -33,17 +40,44 @@ def initial_centroids(values, num_clusters, init, rng):
         num_clusters: int >= 2.
         init: one of `INITS`.
         rng: a `np.random.Generator`, used by `"kmeans++"` only.
+        sparse: bool. `values` are the non-zero weights of a pruned kernel.
 
     Returns:
         A float64 array of shape `(num_clusters,)`, sorted ascending.
     """
     values = np.asarray(values, dtype=np.float64)
     if init == "linear":
-        return np.linspace(values.min(), values.max(), num_clusters)
-    if init == "density":
+        centroids = _linear(values, num_clusters, sparse)
+    elif init == "density":
         levels = (np.arange(num_clusters) + 0.5) / num_clusters
-        return np.quantile(values, levels)
-    return np.sort(kmeans_plus_plus(values, num_clusters, rng))
+        centroids = np.quantile(values, levels)
+    else:
+        centroids = kmeans_plus_plus(values, num_clusters, rng)
+    return np.sort(_fill_empty(values, centroids))
+
+
+def _linear(values, num_clusters, sparse):
+    negative, positive = values[values < 0], values[values > 0]
+    low = np.ptp(negative) if negative.size else 0.0
+    high = np.ptp(positive) if positive.size else 0.0
+    if not sparse or not low + high or not negative.size or not positive.size:
+        return np.linspace(values.min(), values.max(), num_clusters)
+    # Lay the two signed ranges end to end and space evenly along both.
+    span = np.linspace(0.0, low + high, num_clusters)
+    return np.where(span <= low, negative.min() + span, positive.min() + (span - low))
+
+
+def _fill_empty(values, centroids):
+    """Moves memberless centroids onto the worst-served values (see above)."""
+    centroids = centroids.copy()
+    for _ in range(centroids.size):
+        members = nearest(values, centroids)
+        empty = np.flatnonzero(np.bincount(members, minlength=centroids.size) == 0)
+        error = np.abs(values - centroids[members])
+        if not empty.size or error.max() == 0:
+            break
+        centroids[empty[0]] = values[np.argmax(error)]
+    return centroids
 
 
 def kmeans_plus_plus(values, num_clusters, rng):

@@ -290,7 +290,9 @@ def _centroids_of(path, where, group, num_clusters, init, rng, nonzero=False):
             "clusters). Use fewer clusters or prune it less. "
             f"Received: num_clusters={num_clusters}, path={path!r}"
         )
-    centroids = _centroids.initial_centroids(values, num_clusters, init, rng)
+    centroids = _centroids.initial_centroids(
+        values, num_clusters, init, rng, sparse=nonzero
+    )
     distinct = np.unique(centroids.astype(group.dtype)).size
     if distinct < num_clusters:
         raise UserError(
