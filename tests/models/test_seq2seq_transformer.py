@@ -135,6 +135,32 @@ def test_bad_arguments():
         model.generate(np.ones((1, 3), "int32"), max_length=8)
 
 
+def test_head_dim_sets_the_head_width_apart_from_hidden_dim(tmp_path):
+    # Three heads of width 8 in a 16-wide model: hidden_dim need not divide.
+    model = Seq2SeqTransformer.from_preset("tiny", num_heads=3, head_dim=8)
+    assert model.head_dim == 8 and model.get_config()["head_dim"] == 8
+    paths = {v.path: tuple(v.shape) for v in model.weights}
+    assert paths["encoder_layer_0/self_attention_layer/query/kernel"] == (16, 3, 8)
+    assert paths["decoder_layer_1/cross_attention/attention_output/kernel"] == (
+        3,
+        8,
+        16,
+    )
+    assert len(paths) == len(model.weights)  # the replaced sublayers are gone
+    enc, dec = _inputs()
+    assert model.init_cache(4, 6).shape == (4, 2, 2, 6, 3, 8)
+    np.testing.assert_array_equal(
+        model.generate(enc, max_length=6),
+        model.generate(enc, max_length=6, use_cache=False),
+    )
+    model.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(_logits(loaded, enc, dec), _logits(model, enc, dec))
+    assert Seq2SeqTransformer.from_preset("tiny").get_config()["head_dim"] is None
+    with pytest.raises(ValueError, match="positive integer.*head_dim=0"):
+        Seq2SeqTransformer.from_preset("tiny", head_dim=0)
+
+
 def test_load_model_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_model(tmp_path / "missing.keras")

@@ -7,6 +7,7 @@ import keras_hub
 from keras import ops
 
 from tfaccel.errors import UserError
+from tfaccel.models._transformer_layers import TransformerDecoder, TransformerEncoder
 
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
 
@@ -64,6 +65,10 @@ class Seq2SeqTransformer(keras.Model):
         max_decoder_length: int. Longest target sequence, BOS included.
         dropout: float. Dropout rate inside the transformer layers.
         activation: str. Feedforward activation, `"relu"` or `"gelu"`.
+        head_dim: int or None. Width of each attention head. `None` means
+            `hidden_dim // num_heads` (which must then divide evenly); a
+            model with heads removed by `tfaccel.compression.shrink` keeps
+            its original head width here.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -91,6 +96,7 @@ class Seq2SeqTransformer(keras.Model):
         max_decoder_length=48,
         dropout=0.1,
         activation="relu",
+        head_dim=None,
         **kwargs,
     ):
         _check_positive(
@@ -104,7 +110,9 @@ class Seq2SeqTransformer(keras.Model):
             max_encoder_length=max_encoder_length,
             max_decoder_length=max_decoder_length,
         )
-        if hidden_dim % num_heads:
+        if head_dim is not None:
+            _check_positive(head_dim=head_dim)
+        elif hidden_dim % num_heads:
             raise ValueError(
                 "`hidden_dim` must be divisible by `num_heads`. "
                 f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
@@ -124,9 +132,10 @@ class Seq2SeqTransformer(keras.Model):
             name="decoder_embedding",
         )
         self.encoder_layers = [
-            keras_hub.layers.TransformerEncoder(
+            TransformerEncoder(
                 intermediate_dim=intermediate_dim,
                 num_heads=num_heads,
+                head_dim=head_dim,
                 dropout=dropout,
                 activation=activation,
                 name=f"encoder_layer_{i}",
@@ -134,9 +143,10 @@ class Seq2SeqTransformer(keras.Model):
             for i in range(num_encoder_layers)
         ]
         self.decoder_layers = [
-            keras_hub.layers.TransformerDecoder(
+            TransformerDecoder(
                 intermediate_dim=intermediate_dim,
                 num_heads=num_heads,
+                head_dim=head_dim,
                 dropout=dropout,
                 activation=activation,
                 name=f"decoder_layer_{i}",
@@ -172,6 +182,9 @@ class Seq2SeqTransformer(keras.Model):
         self.max_decoder_length = max_decoder_length
         self.dropout = dropout
         self.activation = activation
+        # The argument as given (None by default); `head_dim` is the resolved
+        # width.
+        self._head_dim = head_dim
         # Compiled generation loops, keyed by their settings. Set around
         # Keras and TensorFlow attribute tracking, so exports do not try to
         # save them.
@@ -192,6 +205,7 @@ class Seq2SeqTransformer(keras.Model):
             "max_decoder_length": self.max_decoder_length,
             "dropout": self.dropout,
             "activation": self.activation,
+            "head_dim": self._head_dim,
         }
 
     @classmethod
@@ -250,6 +264,9 @@ class Seq2SeqTransformer(keras.Model):
 
     @property
     def head_dim(self):
+        """Width of each attention head: `head_dim`, or `hidden_dim // num_heads`."""
+        if self._head_dim is not None:
+            return self._head_dim
         return self.hidden_dim // self.num_heads
 
     def encode(self, encoder_token_ids):
