@@ -38,6 +38,7 @@ def load_model(path):
             f"Cannot load model: '{path}' is not a `.keras` archive. Save models "
             f"with `model.save('model.keras')`. Received: path={str(path)!r}"
         )
+    import tfaccel.compression  # noqa: F401  (factorized models, low-rank layers)
     import tfaccel.models  # noqa: F401  (registers tfaccel's serializable classes)
 
     try:

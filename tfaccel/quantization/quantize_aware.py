@@ -132,6 +132,13 @@ def _target_layers(variables, owners):
                 "position tables stay float, as TFLite runs them. Narrow "
                 "`targets` so they do not match it, e.g. [r'.*kernel']."
             )
+        if getattr(layer, "_kernel", True) is None:  # tfaccel.factorize's factors
+            raise UserError(
+                f"Cannot quantize '{variable.path}': its layer is factorized into "
+                "two low-rank factors, which QAT does not handle yet. Narrow "
+                "`targets` so they do not match it, e.g. [r'.*kernel'] (which "
+                "leaves factorized layers in float)."
+            )
         if isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense):
             if (
                 getattr(layer, "lora_enabled", False)
