@@ -21,6 +21,11 @@ _EXPORTS = {
     "QATConfig": "tfaccel.quantization",
     "quantize_aware": "tfaccel.quantization",
     "quantization_summary": "tfaccel.quantization",
+    # === Structured compression ===
+    "factorize": "tfaccel.compression",
+    "shrink": "tfaccel.compression",
+    # === Distillation ===
+    "Seq2SeqDistiller": "tfaccel.distillation",
     # === Every technique ===
     "callbacks": "tfaccel.techniques",
     "strip": "tfaccel.techniques",

@@ -156,6 +156,116 @@ def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
 
 
 @pytest.mark.large
+def test_run_recipe_distills_while_pruning_on_the_teachers_outputs(
+    trained, monkeypatch
+):
+    import tfaccel
+    from tfaccel.models import load_model
+
+    root, baseline, _ = trained
+    monkeypatch.chdir(root.parent)
+    teacher_weights = [w.copy() for w in baseline.get_weights()]
+    lines = []
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-prune-distill",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64},
+            "stages": [
+                {
+                    "name": "prune-distill",
+                    "epochs": 1,
+                    "modifiers": [
+                        # Listed first, applied last: it wraps the student.
+                        {"type": "distillation", "sequence_level": True},
+                        {
+                            "type": "magnitude_pruning",
+                            "targets": ["re:.*feedforward.*kernel"],
+                            "schedule": {"type": "constant", "sparsity": 0.5},
+                        },
+                    ],
+                }
+            ],
+            "output_dir": root.name,
+        }
+    )
+    result = run_recipe(recipe, log=lines.append)
+    assert any(line.startswith("Sequence-level KD: decoding") for line in lines)
+    assert any(line.startswith("Distilling from ") for line in lines)
+    model = load_model(root / "tiny-prune-distill" / "model.keras")
+    rows = tfaccel.summary(
+        model, targets=[".*feedforward.*kernel"], print_fn=lambda *a: None
+    )
+    for row in rows[:-1]:
+        assert row["zeros"] == round(0.5 * row["size"]), row
+    assert result["final"]["parameters"] == result["baseline"]["parameters"]
+    # The teacher was read from the baseline folder; the cached baseline
+    # model itself is untouched.
+    cached = load_model(root / "baseline-g2p-tiny" / "model.keras")
+    for old, new in zip(teacher_weights, cached.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.large
+def test_run_recipe_shrinks_factorizes_and_distills_then_exports(trained, monkeypatch):
+    from tfaccel.models import load_model
+
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    lines = []
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-shrink-distill",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64},
+            "stages": [
+                {
+                    "name": "shrink",
+                    "epochs": 1,
+                    "modifiers": [
+                        {"type": "distillation", "alpha": 0.2},
+                        {"type": "shrink", "heads": 1, "ffn": 0.5, "layers": 0.5},
+                    ],
+                },
+                {
+                    "name": "low-rank",
+                    "epochs": 1,
+                    "modifiers": [
+                        {
+                            "type": "low_rank",
+                            "targets": ["re:.*feedforward_intermediate_dense/kernel"],
+                            "rank": 2,
+                        },
+                        {"type": "distillation"},
+                    ],
+                },
+            ],
+            "export": ["tflite_fp32"],
+            "output_dir": root.name,
+        }
+    )
+    result = run_recipe(recipe, log=lines.append)
+    assert any(line.startswith("Shrunk: ") for line in lines), lines
+    shrink, low_rank = result["stages"]
+    baseline = result["baseline"]
+    # tiny: 2 heads -> 1 (head width kept), FFN 32 -> 16, 2 + 2 layers -> 1 + 1.
+    assert shrink["kernel_macs_per_token"] < 0.5 * baseline["kernel_macs_per_token"]
+    assert low_rank["kernel_macs_per_token"] < shrink["kernel_macs_per_token"]
+    assert low_rank["parameters"] == result["final"]["parameters"]
+    model = load_model(root / "tiny-shrink-distill" / "model.keras")
+    assert (model.num_heads, model.head_dim, model.intermediate_dim) == (1, 8, 16)
+    assert (model.num_encoder_layers, model.num_decoder_layers) == (1, 1)
+    assert model.count_params() == result["final"]["parameters"]
+    exported = result["exports"]["tflite_fp32"]
+    assert exported["max_difference"] <= 1e-3
+    assert exported["agreement_with_keras"]["tokens"] == 1.0
+
+
+@pytest.mark.large
 def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(
     trained, monkeypatch
 ):

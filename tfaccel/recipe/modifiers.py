@@ -202,6 +202,121 @@ class QuantizationAware(Modifier):
         return _check_regexes(targets)
 
 
+_Share = Annotated[float, Field(gt=0, le=1)] | Annotated[int, Field(ge=1)]
+
+
+class LayerCounts(_Config):
+    """Layers to keep in each stack: a count, or a share of the stack."""
+
+    encoder: _Share | None = Field(default=None, description="Encoder layers kept.")
+    decoder: _Share | None = Field(default=None, description="Decoder layers kept.")
+
+
+@register_modifier("shrink")
+class Shrink(Modifier):
+    """Structured shrinking: fewer heads, FFN neurons or layers, dense and smaller.
+
+    Each value is what is kept: a count (`heads: 6`) or a share (`ffn: 0.5`).
+
+    Example:
+
+    ```yaml
+    - type: shrink
+      heads: 6
+      ffn: 0.5
+    ```
+    """
+
+    type: Literal["shrink"] = "shrink"
+    heads: _Share | None = Field(default=None, description="Heads kept per layer.")
+    ffn: _Share | None = Field(default=None, description="FFN neurons kept per layer.")
+    layers: _Share | LayerCounts | None = Field(
+        default=None, description="Layers kept, per stack or for both."
+    )
+    importance: Literal["magnitude", "activation"] = Field(
+        default="activation",
+        description="Score by weight norms, or by activations on training data.",
+    )
+    calibration_examples: int = Field(
+        default=512, ge=1, description="Training examples scored for 'activation'."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _something(self):
+        if self.heads is None and self.ffn is None and self.layers is None:
+            raise ValueError("give at least one of 'heads', 'ffn' or 'layers'")
+        return self
+
+
+@register_modifier("low_rank")
+class LowRank(Modifier):
+    """Low-rank factorization of kernels by truncated SVD (two smaller matmuls).
+
+    Example:
+
+    ```yaml
+    - type: low_rank
+      targets: ["re:.*feedforward.*kernel"]
+      energy: 0.9
+    ```
+    """
+
+    type: Literal["low_rank"] = "low_rank"
+    targets: list[str] = Field(
+        min_length=1,
+        description="Regexes over variable paths (re.fullmatch); 're:' optional.",
+    )
+    rank: int | None = Field(
+        default=None, ge=1, description="Fixed rank; overrides 'energy'."
+    )
+    energy: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Share of squared singular values each kernel keeps.",
+    )
+
+    @pydantic.field_validator("targets")
+    @classmethod
+    def _regexes(cls, targets):
+        return _check_regexes(targets)
+
+
+@register_modifier("distillation")
+class Distillation(Modifier):
+    """Knowledge distillation from a teacher, alongside the stage's other modifiers.
+
+    Example:
+
+    ```yaml
+    - type: distillation
+      teacher: baseline
+      temperature: 2.0
+      alpha: 0.5
+    ```
+    """
+
+    type: Literal["distillation"] = "distillation"
+    teacher: str = Field(
+        default="baseline",
+        description="'baseline' (the recipe's starting model) or a .keras path.",
+    )
+    temperature: float = Field(default=2.0, gt=0, description="Softmax temperature.")
+    alpha: float = Field(
+        default=0.5, ge=0, le=1, description="Weight of the hard-label loss."
+    )
+    features: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=list,
+        description="[teacher_layer, student_layer] pairs for hidden-state KD.",
+    )
+    feature_weight: float = Field(
+        default=1.0, ge=0, description="Weight of each hidden-state term."
+    )
+    sequence_level: bool = Field(
+        default=False, description="Train on the teacher's greedy outputs."
+    )
+
+
 def _check_regexes(targets):
     for target in targets:
         try:

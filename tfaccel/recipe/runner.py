@@ -25,7 +25,17 @@ APPLIERS = {
     "magnitude_pruning": "tfaccel.pruning.recipe:apply_modifier",
     "quantization_aware": "tfaccel.quantization.recipe:apply_modifier",
     "weight_clustering": "tfaccel.clustering.recipe:apply_modifier",
+    "shrink": "tfaccel.compression.recipe:apply_shrink",
+    "low_rank": "tfaccel.compression.recipe:apply_low_rank",
+    "distillation": "tfaccel.distillation.recipe:apply_modifier",
 }
+
+# The order modifiers of one stage are applied in, whatever the recipe's
+# order: shrinking and factorizing build new layers, so they come before
+# pruning, clustering and QAT, which wrap layers; distillation wraps the
+# finished student for training, so it comes last.
+_ORDER = {"shrink": 0, "low_rank": 1, "distillation": 3}
+_NEEDS_TASK = ("shrink", "distillation")
 
 
 def baseline_config(recipe):
@@ -109,9 +119,16 @@ def run_recipe(recipe, root=".", log=print):
     log(f"Baseline test: {tasks.format_metrics(metrics['test'])}")
     result = {
         "recipe": recipe.model_dump(mode="json", by_alias=True),
-        "baseline": {"test": metrics["test"]},
+        "baseline": {"test": metrics["test"], **_size(model)},
         "stages": [],
     }
+    # `teacher: baseline` reads the model the recipe started from, untouched
+    # by the stages (which change `model` in place).
+    teacher_path = (
+        pathlib.Path(root) / recipe.model.path
+        if recipe.model.path
+        else output_root / config.name / "model.keras"
+    )
     with atomic_dir(run_dir, replace=True) as tmp:
         if "saved_model" in recipe.export:
             # Earlier SavedModel versions survive the rerun: never rewritten.
@@ -121,14 +138,16 @@ def run_recipe(recipe, root=".", log=print):
             model = _with_policy(model, recipe.precision)
             log(f"Training stages in {recipe.precision}")
         for stage in recipe.stages:
-            model, stage_result = _run_stage(model, stage, task, config, tmp, log)
+            model, stage_result = _run_stage(
+                model, stage, task, config, tmp, log, teacher_path
+            )
             result["stages"].append(stage_result)
         if recipe.stages:
             model = _strip(model)
             if recipe.precision != "float32":
                 model = _with_policy(model, "float32")
             final = task.evaluate(model, "test")
-            result["final"] = {"test": final}
+            result["final"] = {"test": final, **_size(model)}
             log(f"Final (stripped) test: {tasks.format_metrics(final)}")
         save_model(model, tmp / "model.keras")
         if recipe.export:
@@ -144,8 +163,13 @@ def _applier(type_name):
     return getattr(importlib.import_module(module), function)
 
 
-def _run_stage(model, stage, task, config, folder, log):
-    """Applies a stage's modifiers, fine-tunes, evaluates; returns the model."""
+def _run_stage(model, stage, task, config, folder, log, teacher_path=None):
+    """Applies a stage's modifiers, fine-tunes, evaluates; returns the model.
+
+    A `distillation` modifier returns a `Seq2SeqDistiller` around the
+    student (and, for sequence-level KD, the teacher's training data); the
+    stage fits that and goes on with its student.
+    """
     import keras
     import tensorflow as tf
 
@@ -154,17 +178,29 @@ def _run_stage(model, stage, task, config, folder, log):
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
     steps = baseline_lib.count_batches(train)
     train = train.apply(tf.data.experimental.assert_cardinality(steps))
-    for modifier in stage.modifiers:
-        model = _applier(modifier.type)(model, modifier, steps)
+    trained = model
+    for modifier in sorted(stage.modifiers, key=lambda m: _ORDER.get(m.type, 2)):
+        apply = _applier(modifier.type)
+        if modifier.type == "distillation":
+            trained, data = apply(
+                model, modifier, task, config, teacher_path=teacher_path, log=log
+            )
+            if data is not None:
+                steps = baseline_lib.count_batches(data)
+                train = data.apply(tf.data.experimental.assert_cardinality(steps))
+        elif modifier.type in _NEEDS_TASK:
+            model = trained = apply(model, modifier, steps, task=task, log=log)
+        else:
+            model = trained = apply(model, modifier, steps)
     tune = dataclasses.replace(config, learning_rate=stage.learning_rate)
-    baseline_lib.compile_model(model, tune, steps * stage.epochs)
+    baseline_lib.compile_model(trained, tune, steps * stage.epochs)
     log(
         f"Stage '{stage.name}': {stage.epochs} epoch(s), "
         f"{[m.type for m in stage.modifiers]}"
     )
     start = time.perf_counter()
     logs = str(folder / "logs" / stage.name)
-    model.fit(
+    trained.fit(
         train,
         epochs=stage.epochs,
         callbacks=[
@@ -177,7 +213,17 @@ def _run_stage(model, stage, task, config, folder, log):
     test = task.evaluate(model, "test")
     log(f"Stage '{stage.name}' test: {tasks.format_metrics(test)}")
     seconds = time.perf_counter() - start
-    return model, {"name": stage.name, "test": test, "seconds": seconds}
+    return model, {"name": stage.name, "test": test, "seconds": seconds, **_size(model)}
+
+
+def _size(model):
+    """Parameters and matmul MACs per token (`tfaccel.compression.flops`)."""
+    from tfaccel.compression import flops
+
+    return {
+        "parameters": int(flops.parameter_count(model)),
+        "kernel_macs_per_token": int(flops.kernel_macs(model)),
+    }
 
 
 def _export(model, formats, task, folder, log, agreement_examples=500):
