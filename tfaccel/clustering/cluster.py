@@ -14,7 +14,6 @@ miss every one of those readers. `strip_clustering` puts the original class
 back, so the stripped model is the same plain model it was.
 """
 
-import contextlib
 import re
 import warnings
 
@@ -23,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfaccel._tracking import unlocked
 from tfaccel.clustering import _centroids, _state
 from tfaccel.errors import UserError
 from tfaccel.pruning import _masks, _structure
@@ -307,7 +307,7 @@ def _centroids_of(path, where, group, num_clusters, init, rng, nonzero=False):
 def _apply(variable, layer, axes, centroids, indices, mask):
     """Adds the clustering variables to `layer` and swaps its class."""
     attribute = _attribute(variable, layer)
-    with _unlocked(layer):
+    with unlocked(layer):
         record = _state.ClusteredWeight(
             variable=variable,
             layer=layer,
@@ -343,18 +343,6 @@ def _add(layer, name, value, trainable=False):
     )
     variable.assign(value)
     return variable
-
-
-@contextlib.contextmanager
-def _unlocked(layer):
-    # A built layer's tracker is locked; unlock it as `enable_lora` does.
-    locked = layer._tracker.locked
-    layer._tracker.unlock()
-    try:
-        yield
-    finally:
-        if locked:
-            layer._tracker.lock()
 
 
 def _strategy(model):

@@ -8,13 +8,13 @@ axes flattened, then the output axes (as `tfaccel.pruning` views kernels).
 `(hidden, rank)` and `(rank, heads, head_dim)`.
 """
 
-import contextlib
 import math
 import string
 
 import keras
 import numpy as np
 
+from tfaccel._tracking import unlocked
 from tfaccel.errors import UserError
 from tfaccel.pruning import _masks
 
@@ -172,15 +172,3 @@ def check_rank(rank):
     """Raises `ValueError` unless `rank` is an int >= 1."""
     if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or rank < 1:
         raise ValueError(f"`rank` must be an int >= 1. Received: rank={rank!r}")
-
-
-@contextlib.contextmanager
-def unlocked(layer):
-    """Unlocks a built layer's tracker, as Keras's `enable_lora` does."""
-    locked = layer._tracker.locked
-    layer._tracker.unlock()
-    try:
-        yield
-    finally:
-        if locked:
-            layer._tracker.lock()

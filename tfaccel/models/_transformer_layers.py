@@ -12,6 +12,8 @@ to `hidden_dim // num_heads`) nothing is rebuilt: the layer is keras-hub's.
 import keras
 import keras_hub
 
+from tfaccel._tracking import unlocked
+
 
 @keras.saving.register_keras_serializable(package="tfaccel")
 class TransformerEncoder(keras_hub.layers.TransformerEncoder):
@@ -75,13 +77,7 @@ def _set_head_dim(layer, attribute, head_dim, query_shape, value_shape=None):
     config = {**old.get_config(), "key_dim": head_dim, "value_dim": head_dim}
     new = type(old).from_config(config)
     new.build(query_shape=query_shape, value_shape=value_shape or query_shape)
-    # A built layer's tracker is locked; unlock it as `enable_lora` does, and
-    # forget the replaced sublayer so its weights leave `layer.weights`.
-    locked = layer._tracker.locked
-    layer._tracker.unlock()
-    try:
+    # Forget the replaced sublayer, so its weights leave `layer.weights`.
+    with unlocked(layer):
         setattr(layer, attribute, new)
         layer._tracker.untrack(old)
-    finally:
-        if locked:
-            layer._tracker.lock()
