@@ -179,3 +179,24 @@ def test_sequence_level_targets_are_the_teachers_greedy_outputs():
             assert weight.sum() == len(expected[key])
             seen += 1
     assert seen == len(sources) == len(expected)
+
+
+def test_distillation_trains_a_quantization_aware_student_with_its_callbacks():
+    import tfaccel
+    from tfaccel.quantization import _state
+
+    teacher, student = _models()
+    tfaccel.quantize_aware(student, targets=[r".*feedforward.*kernel"])
+    distiller = Seq2SeqDistiller(teacher, student, alpha=0.5)
+    _compile(distiller)
+    callbacks = tfaccel.callbacks(distiller)
+    assert [type(c).__name__ for c in callbacks] == ["QuantizationRanges"]
+    ranges = dict(next(state for _, state in _state.find_states(student)).ranges())
+    before = {name: np.array(r.count) for name, r in ranges.items()}
+    distiller.fit(_data(), epochs=1, verbose=0, callbacks=callbacks)
+    moved = [
+        name
+        for name, r in ranges.items()
+        if not np.array_equal(before[name], np.array(r.count))
+    ]
+    assert moved  # the activation ranges were observed through the distiller
