@@ -110,6 +110,23 @@ MALFORMED = [
         "stages[0].modifiers[0]",
         ["mapping with a 'type' key", "got 5"],
     ),
+    (
+        "stages: [{name: a, epochs: 1, modifiers: "
+        "[{type: distillation}, {type: distillation, alpha: 0.1}]}]\n",
+        "stages[0].modifiers",
+        ["one teacher"],
+    ),
+    (
+        "stages: [{name: a, epochs: 1, modifiers: [{type: shrink}]}]\n",
+        "stages[0].modifiers[0]",
+        ["at least one of 'heads', 'ffn' or 'layers'"],
+    ),
+    (
+        "stages: [{name: a, epochs: 1, modifiers: "
+        "[{type: low_rank, targets: [x], energy: 1.5}]}]\n",
+        "stages[0].modifiers[0].energy",
+        ["less than or equal to 1"],
+    ),
     ("benchmark: {batch_sizes: []}\n", "benchmark.batch_sizes", ["at least 1"]),
     ("task: {name: g2p, max_examples: 0}\n", "task.max_examples", ["greater than 0"]),
 ]

@@ -7,22 +7,17 @@ from tfaccel.distillation.sequence_level import teacher_dataset
 from tfaccel.errors import UserError
 
 
-def apply_modifier(model, modifier, task, config, teacher_path=None, log=print):
-    """Returns `(distiller, train_data)` for a recipe's `distillation` modifier.
+def load_teacher(modifier, teacher_path=None, log=print):
+    """Loads the teacher a recipe's `distillation` modifier names.
 
     Args:
-        model: the student, after the stage's other modifiers.
-        modifier: a config with `teacher`, `temperature`, `alpha`,
-            `features`, `feature_weight` and `sequence_level`.
-        task: the recipe's task (sequence-level KD decodes its training
-            sources with the teacher).
-        config: the recipe's `BaselineConfig` (batch size and seed).
-        teacher_path: where `teacher: baseline` is read from.
-        log: callable for progress lines.
+        modifier: a config with `teacher`: `"baseline"` or a `.keras` path.
+        teacher_path: where `teacher: baseline` is read from (the recipe's
+            starting model, as saved before any stage changed it).
+        log: callable for a progress line.
 
     Returns:
-        A `Seq2SeqDistiller` to compile and fit, and the training dataset of
-        sequence-level KD (None for the stage's usual data).
+        The teacher model.
     """
     from tfaccel.models import load_model
 
@@ -35,8 +30,32 @@ def apply_modifier(model, modifier, task, config, teacher_path=None, log=print):
             f"Received: teacher={modifier.teacher!r}"
         )
     log(f"Distilling from {path} (T={modifier.temperature}, alpha={modifier.alpha})")
-    teacher = load_model(path)
-    distiller = Seq2SeqDistiller(
+    return load_model(path)
+
+
+def training_data(modifier, teacher, task, config, log=print):
+    """Returns the stage's training data for sequence-level KD, else None.
+
+    The runner asks before applying the stage's other modifiers, so that
+    their epoch-based schedules count the steps of the data really used.
+    """
+    if not modifier.sequence_level:
+        return None
+    return teacher_dataset(
+        task, teacher, config.batch_size, shuffle=True, seed=config.seed, log=log
+    )
+
+
+def apply_modifier(model, modifier, teacher):
+    """Returns a `Seq2SeqDistiller` to compile and fit, for `distillation`.
+
+    Args:
+        model: the student, after the stage's other modifiers.
+        modifier: a config with `temperature`, `alpha`, `features` and
+            `feature_weight`.
+        teacher: the model from `load_teacher`.
+    """
+    return Seq2SeqDistiller(
         teacher,
         model,
         temperature=modifier.temperature,
@@ -44,9 +63,3 @@ def apply_modifier(model, modifier, task, config, teacher_path=None, log=print):
         features=[tuple(pair) for pair in modifier.features],
         feature_weight=modifier.feature_weight,
     )
-    data = None
-    if modifier.sequence_level:
-        data = teacher_dataset(
-            task, teacher, config.batch_size, shuffle=True, seed=config.seed, log=log
-        )
-    return distiller, data

@@ -35,7 +35,6 @@ APPLIERS = {
 # pruning, clustering and QAT, which wrap layers; distillation wraps the
 # finished student for training, so it comes last.
 _ORDER = {"shrink": 0, "low_rank": 1, "distillation": 3}
-_NEEDS_TASK = ("shrink", "distillation")
 
 
 def baseline_config(recipe):
@@ -166,29 +165,34 @@ def _applier(type_name):
 def _run_stage(model, stage, task, config, folder, log, teacher_path=None):
     """Applies a stage's modifiers, fine-tunes, evaluates; returns the model.
 
-    A `distillation` modifier returns a `Seq2SeqDistiller` around the
-    student (and, for sequence-level KD, the teacher's training data); the
-    stage fits that and goes on with its student.
+    A `distillation` modifier (at most one per stage, as the schema checks)
+    loads its teacher first, and for sequence-level KD the teacher's
+    training data, which the other modifiers' schedules then count in; it
+    wraps the finished student in a `Seq2SeqDistiller`, which the stage
+    fits before going on with the student.
     """
     import keras
     import tensorflow as tf
 
     import tfaccel
+    from tfaccel.distillation import recipe as distillation
 
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+    distilled = [m for m in stage.modifiers if m.type == "distillation"]
+    teacher = None
+    if distilled:
+        teacher = distillation.load_teacher(distilled[0], teacher_path, log=log)
+        # Before the other modifiers: their schedules count this data's steps.
+        data = distillation.training_data(distilled[0], teacher, task, config, log)
+        train = train if data is None else data
     steps = baseline_lib.count_batches(train)
     train = train.apply(tf.data.experimental.assert_cardinality(steps))
     trained = model
     for modifier in sorted(stage.modifiers, key=lambda m: _ORDER.get(m.type, 2)):
         apply = _applier(modifier.type)
         if modifier.type == "distillation":
-            trained, data = apply(
-                model, modifier, task, config, teacher_path=teacher_path, log=log
-            )
-            if data is not None:
-                steps = baseline_lib.count_batches(data)
-                train = data.apply(tf.data.experimental.assert_cardinality(steps))
-        elif modifier.type in _NEEDS_TASK:
+            trained = apply(model, modifier, teacher)
+        elif modifier.type == "shrink":
             model = trained = apply(model, modifier, steps, task=task, log=log)
         else:
             model = trained = apply(model, modifier, steps)

@@ -206,6 +206,13 @@ class StageConfig(_Config):
         description="Techniques to apply, each picked by its 'type'.",
     )
 
+    @pydantic.field_validator("modifiers")
+    @classmethod
+    def _one_teacher(cls, modifiers):
+        if sum(m.type == "distillation" for m in modifiers) > 1:
+            raise ValueError("a stage distills from one teacher: one 'distillation'")
+        return modifiers
+
 
 class BenchmarkConfig(_Config):
     """How to time whole-sequence generation on each exported runtime."""
