@@ -65,6 +65,17 @@ _stages = st.lists(
     max_size=3,
     unique_by=lambda stage: stage["name"],
 )
+
+
+def _limits_for_task(recipe):
+    # WER limits hold for G2P only; translation is held to BLEU.
+    limits = recipe.get("assert")
+    if recipe["task"]["name"] == "translation" and limits:
+        if "max_wer_increase" in limits:
+            limits["max_bleu_decrease"] = limits.pop("max_wer_increase")
+    return recipe
+
+
 _valid_recipes = st.fixed_dictionaries(
     {
         "version": st.just(1),
@@ -100,7 +111,7 @@ _valid_recipes = st.fixed_dictionaries(
         ),
         "output_dir": _rel_paths,
     },
-)
+).map(_limits_for_task)
 _junk = st.one_of(
     st.none(),
     st.booleans(),

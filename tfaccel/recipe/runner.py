@@ -10,10 +10,11 @@ import gzip
 import importlib
 import json
 import pathlib
+import shutil
 import time
 
 from tfaccel import tasks
-from tfaccel._io import atomic_dir
+from tfaccel._io import atomic_dir, atomic_file
 from tfaccel.errors import UserError
 from tfaccel.export.api import copy_versions
 from tfaccel.models import save_model
@@ -96,13 +97,21 @@ def _check_vocabulary(model, task, path):
             )
 
 
-def run_recipe(recipe, root=".", log=print):
+def run_recipe(recipe, root=".", log=print, restart=False):
     """Runs `recipe` and returns the run's metrics dict.
+
+    Stages save a checkpoint at every epoch end into the hidden resume
+    folder `<output_dir>/.<name>.resume/` (`tfaccel.recipe.checkpoint`). If
+    a run of the same recipe was killed, the next run continues from the
+    last finished epoch, and finished stages are restored, not redone. The
+    run folder is published only when everything succeeded; then the
+    resume folder is removed.
 
     Args:
         recipe: a validated `tfaccel.recipe.schema.Recipe`.
         root: folder the recipe's relative paths are taken from.
         log: callable for progress lines.
+        restart: True to discard a killed run's checkpoints and start afresh.
     """
     _check_supported(recipe)
     run_dir = recipe.run_dir(root)
@@ -128,6 +137,8 @@ def run_recipe(recipe, root=".", log=print):
         if recipe.model.path
         else output_root / config.name / "model.keras"
     )
+    resume = _resume_folder(recipe, output_root, restart, log)
+    progress = _Progress(sum(s.epochs for s in recipe.stages), log)
     with atomic_dir(run_dir, replace=True) as tmp:
         if "saved_model" in recipe.export:
             # Earlier SavedModel versions survive the rerun: never rewritten.
@@ -136,11 +147,14 @@ def run_recipe(recipe, root=".", log=print):
         if recipe.stages and recipe.precision != "float32":
             model = _with_policy(model, recipe.precision)
             log(f"Training stages in {recipe.precision}")
-        for stage in recipe.stages:
+        for index, stage in enumerate(recipe.stages):
+            folder = resume / f"stage-{index}-{stage.name}"
             model, stage_result = _run_stage(
-                model, stage, task, config, tmp, log, teacher_path
+                model, stage, task, config, folder, log, teacher_path, progress
             )
             result["stages"].append(stage_result)
+        if (resume / "logs").is_dir():
+            shutil.copytree(resume / "logs", tmp / "logs")
         if recipe.stages:
             model = _strip(model)
             if recipe.precision != "float32":
@@ -148,13 +162,170 @@ def run_recipe(recipe, root=".", log=print):
             final = task.evaluate(model, "test")
             result["final"] = {"test": final, **_size(model)}
             log(f"Final (stripped) test: {tasks.format_metrics(final)}")
+        result["final_sparsity"] = _sparsity(model, recipe)
         save_model(model, tmp / "model.keras")
         if recipe.export:
             result["exports"] = _export(model, recipe.export, task, tmp, log)
+        if recipe.assert_ is not None:
+            result["asserts"] = check_asserts(recipe.assert_, result)
+            result["passed"] = all(row["passed"] for row in result["asserts"])
         result["seconds"] = time.perf_counter() - start
         tasks.dump_json(result, tmp / "metrics.json")
+    shutil.rmtree(resume, ignore_errors=True)
     log(f"Run folder: {run_dir}")
     return result
+
+
+# assert key -> (metric, sign): the limit bounds sign * (run - baseline), in
+# points (WER and PER are fractions in metrics, percentages in recipes).
+_LIMITS = {
+    "max_wer_increase": ("wer", 1, 100.0),
+    "max_per_increase": ("per", 1, 100.0),
+    "max_bleu_decrease": ("bleu", -1, 1.0),
+}
+
+
+def check_asserts(limits, result):
+    """Returns one row per limit of a recipe's `assert` block.
+
+    Accuracy limits hold for the final Keras model and for every exported
+    artifact scored on the test split: the row's `value` is the worst of
+    them, and `worst` names it. `min_sparsity` is measured on the final
+    model (`final_sparsity`).
+
+    Args:
+        limits: a `tfaccel.recipe.schema.AssertConfig`.
+        result: the run's metrics dict so far.
+
+    Returns:
+        A list of dicts with `name`, `limit`, `value`, `worst` and `passed`.
+    """
+    rows = []
+    baseline = result["baseline"]["test"]
+    scored = {"keras": result.get("final", result["baseline"])["test"]}
+    for name, export in result.get("exports", {}).items():
+        if "test" in export:
+            scored[name] = export["test"]
+    for key, (metric, sign, scale) in _LIMITS.items():
+        limit = getattr(limits, key)
+        if limit is None:
+            continue
+        changes = {
+            name: sign * (test[metric] - baseline[metric]) * scale
+            for name, test in scored.items()
+        }
+        worst = max(changes, key=changes.get)
+        rows.append(
+            {
+                "name": key,
+                "limit": limit,
+                "value": changes[worst],
+                "worst": worst,
+                "passed": changes[worst] <= limit + 1e-9,
+            }
+        )
+    if limits.min_sparsity is not None:
+        value = result["final_sparsity"]
+        rows.append(
+            {
+                "name": "min_sparsity",
+                "limit": limits.min_sparsity,
+                "value": value,
+                "worst": "keras",
+                "passed": value >= limits.min_sparsity - 1e-9,
+            }
+        )
+    return rows
+
+
+def _sparsity(model, recipe):
+    """Fraction of exact zeros in the recipe's pruning targets.
+
+    Without a pruning modifier, over every kernel (`re:.*kernel`).
+    """
+    from tfaccel.pruning.prune import match_variables
+
+    targets = [
+        target
+        for stage in recipe.stages
+        for modifier in stage.modifiers
+        if modifier.type == "magnitude_pruning"
+        for target in modifier.targets
+    ] or ["re:.*kernel"]
+    zeros = total = 0
+    for variable in match_variables(model, targets):
+        values = variable.numpy()
+        zeros += int((values == 0).sum())
+        total += values.size
+    return zeros / max(total, 1)
+
+
+def _resume_folder(recipe, output_root, restart, log):
+    """Returns the resume folder of `recipe`, emptied if it cannot be used.
+
+    The folder is keyed by everything that shapes the stages' weights: a
+    recipe whose task, model, baseline, precision or stages changed since
+    the killed run starts afresh (export and assert settings may change).
+    """
+    folder = pathlib.Path(output_root) / f".{recipe.name}.resume"
+    shaping = {"task", "model", "baseline", "precision", "stages"}
+    key = recipe.model_dump(mode="json", by_alias=True, include=shaping)
+    key_file = folder / "recipe.json"
+    if folder.is_dir():
+        if restart:
+            log(f"--restart: removing the checkpoints in {folder}")
+            shutil.rmtree(folder)
+        elif not key_file.is_file() or json.loads(key_file.read_text()) != key:
+            log(f"The recipe changed since {folder} was written; starting afresh")
+            shutil.rmtree(folder)
+        else:
+            log(f"Resuming from the checkpoints in {folder} (--restart discards them)")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not key_file.is_file():
+        with atomic_file(key_file) as tmp:
+            tmp.write_text(json.dumps(key, indent=1, sort_keys=True))
+    return folder
+
+
+class _Progress:
+    """Logs the run's progress and an estimate of the training time left.
+
+    The estimate is the mean epoch time so far (this process's epochs)
+    times the epochs left in every stage.
+    """
+
+    def __init__(self, total_epochs, log):
+        self.total = total_epochs
+        self.log = log
+        self.done = 0
+        self.timed = []
+
+    def skip(self, epochs):
+        """Counts epochs restored from checkpoints."""
+        self.done += epochs
+
+    def callback(self, stage_name):
+        import keras
+
+        progress = self
+
+        class _EpochTimer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                progress.timed.append(time.perf_counter() - self._start)
+                progress.done += 1
+                left = (progress.total - progress.done) * (
+                    sum(progress.timed) / len(progress.timed)
+                )
+                progress.log(
+                    f"Progress: {progress.done}/{progress.total} training epochs "
+                    f"(stage '{stage_name}' epoch {epoch + 1}); about "
+                    f"{left / 60:.0f} min of training left, then export"
+                )
+
+        return _EpochTimer()
 
 
 def _applier(type_name):
@@ -162,7 +333,9 @@ def _applier(type_name):
     return getattr(importlib.import_module(module), function)
 
 
-def _run_stage(model, stage, task, config, folder, log, teacher_path=None):
+def _run_stage(
+    model, stage, task, config, folder, log, teacher_path=None, progress=None
+):
     """Applies a stage's modifiers, fine-tunes, evaluates; returns the model.
 
     A `distillation` modifier (at most one per stage, as the schema checks)
@@ -170,54 +343,93 @@ def _run_stage(model, stage, task, config, folder, log, teacher_path=None):
     training data, which the other modifiers' schedules then count in; it
     wraps the finished student in a `Seq2SeqDistiller`, which the stage
     fits before going on with the student.
+
+    `folder` keeps the stage's epoch checkpoint, its TensorBoard logs and,
+    once it is finished, `result.json`. A finished stage is rebuilt (its
+    modifiers applied again, without a teacher) and its weights restored,
+    not trained again; a stage with a checkpoint continues after its last
+    saved epoch.
     """
     import keras
     import tensorflow as tf
 
     import tfaccel
     from tfaccel.distillation import recipe as distillation
+    from tfaccel.recipe import checkpoint
 
+    progress = progress or _Progress(stage.epochs, log)
+    done = folder / "result.json"
+    finished = json.loads(done.read_text()) if done.is_file() else None
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
     distilled = [m for m in stage.modifiers if m.type == "distillation"]
     teacher = None
-    if distilled:
+    if distilled and finished is None:
         teacher = distillation.load_teacher(distilled[0], teacher_path, log=log)
         # Before the other modifiers: their schedules count this data's steps.
         data = distillation.training_data(distilled[0], teacher, task, config, log)
         train = train if data is None else data
-    steps = baseline_lib.count_batches(train)
-    train = train.apply(tf.data.experimental.assert_cardinality(steps))
+    if finished is None:
+        steps = baseline_lib.count_batches(train)
+    else:
+        steps = finished["steps_per_epoch"]
     trained = model
     for modifier in sorted(stage.modifiers, key=lambda m: _ORDER.get(m.type, 2)):
         apply = _applier(modifier.type)
         if modifier.type == "distillation":
-            trained = apply(model, modifier, teacher)
+            if finished is None:
+                trained = apply(model, modifier, teacher)
         elif modifier.type == "shrink":
             model = trained = apply(model, modifier, steps, task=task, log=log)
         else:
             model = trained = apply(model, modifier, steps)
+    saved = folder / "checkpoint"
+    if finished is not None:
+        checkpoint.restore(saved, model, with_optimizer=False)
+        progress.skip(stage.epochs)
+        log(f"Stage '{stage.name}' finished in an earlier run; restored its weights")
+        return model, finished["result"]
+    train = train.apply(tf.data.experimental.assert_cardinality(steps))
     tune = dataclasses.replace(config, learning_rate=stage.learning_rate)
     baseline_lib.compile_model(trained, tune, steps * stage.epochs)
+    initial_epoch = 0
+    if checkpoint.saved_epoch(saved) is not None:
+        initial_epoch = checkpoint.restore(saved, model, trained)
+        progress.skip(initial_epoch)
+        log(
+            f"Stage '{stage.name}': resuming after epoch {initial_epoch} of "
+            f"{stage.epochs}"
+        )
     log(
         f"Stage '{stage.name}': {stage.epochs} epoch(s), "
         f"{[m.type for m in stage.modifiers]}"
     )
     start = time.perf_counter()
-    logs = str(folder / "logs" / stage.name)
-    trained.fit(
-        train,
-        epochs=stage.epochs,
-        callbacks=[
-            *tfaccel.callbacks(model, log_dir=logs),
-            keras.callbacks.TensorBoard(log_dir=logs),
-        ],
-        shuffle=False,
-        verbose="auto",
-    )
+    logs = str(folder.parent / "logs" / stage.name)
+    if initial_epoch < stage.epochs:
+        trained.fit(
+            train,
+            epochs=stage.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[
+                *tfaccel.callbacks(model, log_dir=logs),
+                keras.callbacks.TensorBoard(log_dir=logs),
+                checkpoint.EpochCheckpoint(
+                    saved, model, None if trained is model else trained
+                ),
+                progress.callback(stage.name),
+            ],
+            shuffle=False,
+            verbose="auto",
+        )
     test = task.evaluate(model, "test")
     log(f"Stage '{stage.name}' test: {tasks.format_metrics(test)}")
     seconds = time.perf_counter() - start
-    return model, {"name": stage.name, "test": test, "seconds": seconds, **_size(model)}
+    result = {"name": stage.name, "test": test, "seconds": seconds, **_size(model)}
+    if initial_epoch:
+        result["resumed_after_epoch"] = initial_epoch
+    with atomic_file(done) as tmp:
+        tmp.write_text(json.dumps({"steps_per_epoch": steps, "result": result}))
+    return model, result
 
 
 def _size(model):
@@ -375,7 +587,6 @@ def _check_supported(recipe):
             None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
         ),
         "benchmark": recipe.benchmark,
-        "assert": recipe.assert_,
     }
     for key, value in unsupported.items():
         if value is not None:

@@ -241,6 +241,13 @@ class AssertConfig(_Config):
     )
 
 
+# The `assert` limits each task can be held to.
+_TASK_LIMITS = {
+    "g2p": ("max_wer_increase", "max_per_increase", "min_sparsity"),
+    "translation": ("max_bleu_decrease", "min_sparsity"),
+}
+
+
 class RecipeError(UserError):
     """A recipe is unreadable or invalid; the message is one line for people.
 
@@ -339,6 +346,21 @@ class Recipe(_Config):
             if name in formats[:index]:
                 raise ValueError(f"export formats must be unique; '{name}' repeats")
         return formats
+
+    @pydantic.field_validator("assert_")
+    @classmethod
+    def _limits_fit_task(cls, limits, info):
+        task = info.data.get("task")
+        if limits is None or task is None:
+            return limits
+        metrics = _TASK_LIMITS[task.name]
+        for key in limits.model_fields_set:
+            if getattr(limits, key) is not None and key not in metrics:
+                raise ValueError(
+                    f"{key} does not apply to the {task.name} task; use "
+                    f"{', '.join(metrics)}"
+                )
+        return limits
 
     def run_dir(self, root="."):
         """Returns the output folder `root/output_dir/name`, made absolute.

@@ -1,0 +1,203 @@
+"""Epoch checkpoints of recipe stages, so a killed run resumes where it was.
+
+Keras's `BackupAndRestore` saves what Keras tracks: the model's weights and
+the optimizer. tfaccel keeps part of its state beside the model, untracked
+(pruning masks and step, QAT activation ranges and masks, and the Python
+side counters of the pruning and clustering callbacks), so a stage
+checkpoint here holds all of it:
+
+- `arrays.npz`: every model variable, every extra variable of the fitted
+  model (a distiller's projections), the optimizer's variables and
+  tfaccel's untracked variables, keyed by kind and position;
+- `state.json`: the epochs done and the Python-side counters.
+
+A checkpoint folder is written under a temporary name and renamed into
+place (`tfaccel._io.atomic_dir`), so a kill while saving leaves the previous
+checkpoint intact. Variables are matched by position: the runner rebuilds
+the stage the same way (same baseline, same modifiers, same data) before it
+restores, and a count or shape mismatch is refused rather than guessed at.
+"""
+
+import json
+
+import keras
+import numpy as np
+
+from tfaccel._io import atomic_dir
+from tfaccel.clustering import _state as cluster_state
+from tfaccel.pruning import _state as pruning_state
+from tfaccel.quantization import _state as qat_state
+
+
+def untracked_variables(model):
+    """Returns tfaccel's state variables that `model.variables` misses.
+
+    Pruning masks and steps and QAT activation ranges (and QAT's fixed
+    sparsity masks) live in plain Python objects beside the model, so
+    neither `model.variables` nor a `.weights.h5` file has them. Clustering
+    adds its centroids and indices with `add_weight`: those are tracked.
+
+    Returns:
+        A list of `keras.Variable`, in an order fixed by the model's layers.
+    """
+    found = []
+    for _, state in pruning_state.find_states(model):
+        found.append(state.step)
+        found.extend(target.mask for target in state.targets)
+    for _, state in qat_state.find_states(model):
+        for record in state.layers:
+            if record.mask is not None:
+                found.append(record.mask)
+            for _, quantizer in sorted(record.ranges.items()):
+                found.extend([quantizer.low, quantizer.high, quantizer.count])
+    return found
+
+
+def _counters(model):
+    # The callbacks' Python-side view of the step; restored with the weights
+    # so that a resumed epoch updates masks and centroids when an
+    # uninterrupted one would.
+    pruning = [
+        {
+            "last_step": state.last_step,
+            "targets": [[t.sparsity, t.updates] for t in state.targets],
+        }
+        for _, state in pruning_state.find_states(model)
+    ]
+    clustering = [
+        {"last_step": state.last_step, "refreshes": state.refreshes}
+        for _, state in cluster_state.find_states(model)
+    ]
+    return {"pruning": pruning, "clustering": clustering}
+
+
+def _set_counters(model, counters):
+    for (_, state), saved in zip(
+        pruning_state.find_states(model), counters["pruning"], strict=True
+    ):
+        state.last_step = saved["last_step"]
+        for target, (sparsity, updates) in zip(
+            state.targets, saved["targets"], strict=True
+        ):
+            target.sparsity, target.updates = sparsity, updates
+    for (_, state), saved in zip(
+        cluster_state.find_states(model), counters["clustering"], strict=True
+    ):
+        state.last_step = saved["last_step"]
+        state.refreshes = saved["refreshes"]
+
+
+def _groups(model, trained, with_optimizer):
+    """Returns `{kind: [variables]}` for a checkpoint of `model`."""
+    own = {id(v) for v in model.variables}
+    groups = {
+        "model": list(model.variables),
+        "tfaccel": untracked_variables(model),
+    }
+    if trained is not None and trained is not model:
+        groups["trained"] = [v for v in trained.variables if id(v) not in own]
+    if with_optimizer:
+        optimizer = (trained if trained is not None else model).optimizer
+        groups["optimizer"] = list(optimizer.variables)
+    return groups
+
+
+def save(folder, model, epoch, trained=None):
+    """Writes a checkpoint of `model` after `epoch` epochs into `folder`.
+
+    Args:
+        folder: the checkpoint folder; replaced atomically.
+        model: the model the techniques were applied to.
+        epoch: epochs completed in the stage.
+        trained: the model being fitted, if it is not `model` (a distiller
+            around it); its optimizer is saved.
+    """
+    groups = _groups(model, trained, with_optimizer=True)
+    arrays = {
+        f"{kind}/{i}": keras.ops.convert_to_numpy(variable)
+        for kind, variables in groups.items()
+        for i, variable in enumerate(variables)
+    }
+    state = {
+        "epoch": int(epoch),
+        "counts": {kind: len(variables) for kind, variables in groups.items()},
+        "counters": _counters(model),
+    }
+    with atomic_dir(folder, replace=True) as tmp:
+        np.savez(tmp / "arrays.npz", **arrays)
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def saved_epoch(folder):
+    """Returns the epochs a checkpoint in `folder` has done, or None."""
+    path = folder / "state.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())["epoch"]
+
+
+def restore(folder, model, trained=None, with_optimizer=True):
+    """Loads a checkpoint written by `save`; returns its epoch.
+
+    Args:
+        folder: the checkpoint folder.
+        model: rebuilt the way it was when saved.
+        trained: the fitted model around `model`, if any; compiled.
+        with_optimizer: False to skip the optimizer (a finished stage,
+            whose optimizer is not used again).
+
+    Raises:
+        ValueError: if the rebuilt model's variables do not match.
+    """
+    state = json.loads((folder / "state.json").read_text())
+    if with_optimizer:
+        fitted = trained if trained is not None else model
+        if not fitted.optimizer.built:
+            fitted.optimizer.build(fitted.trainable_variables)
+    groups = _groups(model, trained, with_optimizer)
+    with np.load(folder / "arrays.npz") as arrays:
+        for kind, variables in groups.items():
+            if state["counts"].get(kind) != len(variables):
+                raise ValueError(
+                    f"Checkpoint {folder} holds {state['counts'].get(kind)} "
+                    f"'{kind}' variables; the rebuilt stage has {len(variables)}."
+                )
+            for i, variable in enumerate(variables):
+                value = arrays[f"{kind}/{i}"]
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError(
+                        f"Checkpoint {folder}: '{kind}/{i}' ({variable.path}) has "
+                        f"shape {value.shape}; the rebuilt stage has "
+                        f"{tuple(variable.shape)}."
+                    )
+                variable.assign(value)
+    _set_counters(model, state["counters"])
+    return state["epoch"]
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves a stage checkpoint (`save`) at every epoch end.
+
+    The last epoch's checkpoint is written at train end instead, after the
+    callbacks before it in the list (`tfaccel.callbacks`) have made their
+    train-end changes (a pruning schedule's last mask update), so a
+    checkpoint of the whole stage holds its final state.
+
+    Args:
+        folder: the checkpoint folder.
+        model: the model the techniques were applied to.
+        trained: the model being fitted, if it is not `model`.
+    """
+
+    def __init__(self, folder, model, trained=None):
+        super().__init__()
+        self.folder = folder
+        self.technique_model = model
+        self.trained = trained
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 < self.params["epochs"]:
+            save(self.folder, self.technique_model, epoch + 1, self.trained)
+
+    def on_train_end(self, logs=None):
+        save(self.folder, self.technique_model, self.params["epochs"], self.trained)
