@@ -71,6 +71,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._writer.flush()
 
     def on_train_end(self, logs=None):
+        # A mask update due at the step after the last batch (a schedule
+        # that ends with the last epoch) is made now, so that training ends
+        # at the sparsity the schedule reaches there.
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        for state in self._states:
+            state.advance(step)
         if self._writer is not None:
             self._writer.close()
             self._writer = None
