@@ -16,6 +16,7 @@ from tfaccel.models import (
     SmoothedSparseCrossentropy,
     save_model,
 )
+from tfaccel.recipe.progress import RunProgress
 
 
 @dataclasses.dataclass
@@ -166,6 +167,7 @@ def _callbacks(task, config, folder):
     return [
         GenerationMetrics(task, config.eval_examples),
         keras.callbacks.TensorBoard(log_dir=str(folder / "logs")),
+        RunProgress(config.epochs).callback("baseline"),
     ]
 
 
