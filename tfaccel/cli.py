@@ -15,7 +15,9 @@ EXAMPLES = """examples:
   tfaccel baseline --task g2p --preset small
   tfaccel baseline --task translation --preset small --epochs 8
   tfaccel validate recipes/g2p-baseline.yaml
-  tfaccel run recipes/g2p-baseline.yaml
+  tfaccel run recipes/g2p-prune50-qat-int8.yaml
+  tfaccel report savedmodels/g2p-prune50-qat-int8
+  tfaccel summary savedmodels/g2p-prune50-qat-int8
   tfaccel export savedmodels/g2p-baseline --formats saved_model,tflite_int8,onnx \
       --out savedmodels/g2p
 """
@@ -30,13 +32,50 @@ def _parser():
     )
     commands = parser.add_subparsers(dest="command", required=True)
     _add_baseline(commands)
-    run = commands.add_parser("run", help="run a recipe end to end")
+    run = commands.add_parser(
+        "run",
+        help="run a recipe end to end",
+        description="Trains or reuses the baseline, runs the recipe's stages, "
+        "strips, exports, verifies and benchmarks, and publishes "
+        "savedmodels/NAME/. Every stage saves a checkpoint at each epoch end: "
+        "after a crash, the same command continues from the last epoch. "
+        "Exit codes: 0 done, 1 an `assert` limit was missed (the run folder "
+        "is still written), 2 a user error.",
+        epilog="examples:\n  tfaccel run recipes/g2p-prune50-qat-int8.yaml\n"
+        "  tfaccel run recipes/g2p-prune50-qat-int8.yaml --restart",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument(
         "recipe", help="path of a YAML recipe, e.g. recipes/g2p-baseline.yaml"
+    )
+    run.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the checkpoints of an interrupted run and start afresh",
     )
     validate = commands.add_parser("validate", help="check a recipe without running it")
     validate.add_argument("recipe", help="path of a YAML recipe")
     _add_export(commands)
+    report = commands.add_parser(
+        "report",
+        help="write a run's report again and print its summary",
+        description="Writes report.md, report.json and report.png of a run folder "
+        "from its metrics.json, and prints the summary tables.",
+        epilog="example:\n  tfaccel report savedmodels/g2p-prune50-qat-int8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("run_dir", help="a folder written by `tfaccel run`")
+    summary = commands.add_parser(
+        "summary",
+        help="print a saved model's weights table, parameters and MACs",
+        description="Prints every weight of 2+ axes of a .keras model (shape, "
+        "parameters, fraction of zeros, distinct values), its parameter count "
+        "and its matmul MACs per token.",
+        epilog="examples:\n  tfaccel summary savedmodels/g2p-prune50-qat-int8\n"
+        "  tfaccel summary savedmodels/baseline-g2p-small/model.keras",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    summary.add_argument("model", help="a .keras file, or a folder with model.keras")
     return parser
 
 
@@ -146,7 +185,16 @@ def _cmd_run(args):
     recipe = load_recipe(args.recipe)
     from tfaccel.recipe.runner import run_recipe
 
-    run_recipe(recipe)
+    result = run_recipe(recipe, restart=args.restart)
+    if not result.get("passed", True):
+        failed = [row for row in result["asserts"] if not row["passed"]]
+        for row in failed:
+            print(
+                f"tfaccel: assert failed: {row['name']}: {row['value']:.4g} "
+                f"({row['worst']}) against the limit {row['limit']:.4g}",
+                file=sys.stderr,
+            )
+        return 1
     return 0
 
 
@@ -203,6 +251,46 @@ def _cmd_export(args):
     return 0
 
 
+def _cmd_report(args):
+    import pathlib
+
+    from tfaccel.bench.report import print_summary, write_report
+
+    run_dir = pathlib.Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(
+            f"No run folder at '{run_dir}'. Pass a folder written by `tfaccel run` "
+            f"(e.g. savedmodels/g2p-prune50-qat-int8). Received: {args.run_dir}"
+        )
+    print_summary(write_report(run_dir))
+    print(f"Wrote {run_dir / 'report.md'}, report.json and report.png")
+    return 0
+
+
+def _cmd_summary(args):
+    import pathlib
+
+    path = pathlib.Path(args.model)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UserError(
+            f"No model at '{path}'. Pass a .keras file or a folder with model.keras "
+            f"(e.g. savedmodels/g2p-baseline). Received: {args.model}"
+        )
+    from tfaccel.bench.layers import layer_rows, print_layers
+    from tfaccel.compression import flops
+    from tfaccel.models import load_model
+
+    model = load_model(path)
+    print_layers(layer_rows(model))
+    print(
+        f"{path}: {flops.parameter_count(model):,} parameters, "
+        f"{flops.kernel_macs(model):,} matmul MACs per token"
+    )
+    return 0
+
+
 def _task_of(folder):
     import json
 
@@ -220,6 +308,8 @@ COMMANDS = {
     "validate": _cmd_validate,
     "run": _cmd_run,
     "export": _cmd_export,
+    "report": _cmd_report,
+    "summary": _cmd_summary,
 }
 
 

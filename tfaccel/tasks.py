@@ -5,6 +5,7 @@ model needs, how to build training datasets, and how to score a model by
 greedy generation on a split.
 """
 
+import hashlib
 import json
 import time
 
@@ -102,7 +103,19 @@ class _Task:
             self.target_vocab.save(directory / "target_vocab.json")
 
     def describe(self):
-        return {"task": self.name, "data": self.data_summary()}
+        return {
+            "task": self.name,
+            "data": self.data_summary(),
+            "data_sha256": self.fingerprint(),
+        }
+
+    def fingerprint(self):
+        """Returns the SHA-256 of every split's pairs: which data was used."""
+        digest = hashlib.sha256()
+        for split in ("train", "valid", "test"):
+            for source, target in self.pairs(split):
+                digest.update(repr((split, source, target)).encode())
+        return digest.hexdigest()
 
 
 class G2PTask(_Task):

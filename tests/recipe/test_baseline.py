@@ -355,7 +355,6 @@ def test_run_recipe_exports_keep_saved_model_versions(trained, monkeypatch):
     ("extra", "key"),
     [
         ({"distribute": {"strategy": "mirrored"}}, "distribute.strategy"),
-        ({"benchmark": {"batch_sizes": [1]}}, "benchmark"),
     ],
 )
 def test_run_recipe_refuses_what_it_cannot_do_yet(extra, key, tmp_path, monkeypatch):
@@ -508,7 +507,11 @@ def test_missed_assert_publishes_the_run_and_exits_1(trained, monkeypatch, capsy
         "asserted",
         root,
         epochs=1,
-        extra={"assert": {"min_sparsity": 0.9, "max_wer_increase": 100.0}},
+        extra={
+            "assert": {"min_sparsity": 0.9, "max_wer_increase": 100.0},
+            "export": ["tflite_fp32"],
+            "benchmark": {"batch_sizes": [1, 4], "warmup": 1, "repeats": 2},
+        },
     )
     path = root.parent / "asserted.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -521,7 +524,45 @@ def test_missed_assert_publishes_the_run_and_exits_1(trained, monkeypatch, capsy
     assert rows["min_sparsity"]["passed"] is False
     assert rows["max_wer_increase"]["passed"] is True
     assert saved["passed"] is False
+    # The report is written for a failed run too, with every runtime timed.
+    run = root / "asserted"
+    assert {"report.md", "report.json", "report.png"} <= {p.name for p in run.iterdir()}
+    rows = saved["benchmark"]["rows"]
+    assert [(r["name"], r["batch_size"]) for r in rows] == [
+        (name, size) for size in (1, 4) for name in ("baseline", "keras", "tflite_fp32")
+    ]
+    assert all(r["runs"] == 2 and r["ratio"] > 0 for r in rows)
+    assert [r["ratio"] for r in rows if r["name"] == "baseline"] == [1.0, 1.0]
+    assert (
+        "| min_sparsity | 0.9 | 0.5 | keras | **FAIL** |"
+        in (run / "report.md").read_text()
+    )
+    assert saved["layers"][-1]["path"] == "total"
+    assert saved["machine"]["cores"] >= 1
 
     recipe["assert"] = {"min_sparsity": 0.45}
     path.write_text(yaml.safe_dump(recipe))
     assert cli.main(["run", str(path)]) == 0
+
+
+@pytest.mark.large
+def test_cached_baseline_of_other_data_is_retrained(trained, tmp_path, monkeypatch):
+    import shutil
+
+    root, _, _ = trained
+    copy = tmp_path / "baseline-g2p-tiny"
+    shutil.copytree(root / "baseline-g2p-tiny", copy)
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert len(metrics["task"]["data_sha256"]) == 64
+    lines = []
+    ensure_baseline(CONFIG, tmp_path, cache=True, log=lines.append)
+    assert lines == [f"Reusing cached baseline {copy}"]
+
+    metrics["task"]["data_sha256"] = "0" * 64  # as if CMUdict had changed
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setattr(baseline_lib, "train_baseline", lambda *a: "retrained")
+    lines = []
+    assert (
+        ensure_baseline(CONFIG, tmp_path, cache=True, log=lines.append) == "retrained"
+    )
+    assert lines[0] == f"Cached baseline {copy} has other data; retraining it."

@@ -15,10 +15,14 @@ import time
 
 from tfaccel import tasks
 from tfaccel._io import atomic_dir, atomic_file
+from tfaccel.bench.layers import layer_rows
+from tfaccel.bench.machine import machine_info
+from tfaccel.bench.report import gpu_name, print_summary, write_report
 from tfaccel.errors import UserError
 from tfaccel.export.api import copy_versions
 from tfaccel.models import save_model
 from tfaccel.recipe import baseline as baseline_lib
+from tfaccel.recipe.progress import RunProgress
 
 # Modifier type -> "module:function" that applies it to a model. Imported
 # lazily, so validating a recipe never imports Keras.
@@ -56,16 +60,22 @@ def ensure_baseline(config, output_root, cache=True, log=print):
     """Returns `(model, metrics)` of the baseline, training it if needed.
 
     A cached baseline is reused only when it was trained with the same
-    config (task, preset, epochs, data size, ...).
+    config (task, preset, epochs, data size, ...) on the same data: the
+    SHA-256 of the task's pairs (`_Task.fingerprint`), where it was saved.
     """
     folder = pathlib.Path(output_root) / config.name
     wanted = _cache_key(dataclasses.asdict(config))
     if cache and (folder / "metrics.json").is_file():
         cached = json.loads((folder / "metrics.json").read_text())
-        if _cache_key(cached.get("config", {})) == wanted:
+        saved_data = cached.get("task", {}).get("data_sha256")
+        same_data = saved_data is None or saved_data == (
+            tasks.get_task(config.task, config.max_examples).fingerprint()
+        )
+        if _cache_key(cached.get("config", {})) == wanted and same_data:
             log(f"Reusing cached baseline {folder}")
             return baseline_lib.load_baseline(folder)
-        log(f"Cached baseline {folder} has other settings; retraining it.")
+        what = "settings" if same_data else "data"
+        log(f"Cached baseline {folder} has other {what}; retraining it.")
     log(f"Training baseline {folder} ({config.epochs} epochs)")
     return baseline_lib.train_baseline(config, output_root)
 
@@ -138,7 +148,7 @@ def run_recipe(recipe, root=".", log=print, restart=False):
         else output_root / config.name / "model.keras"
     )
     resume = _resume_folder(recipe, output_root, restart, log)
-    progress = _Progress(sum(s.epochs for s in recipe.stages), log)
+    progress = RunProgress(sum(s.epochs for s in recipe.stages), log)
     with atomic_dir(run_dir, replace=True) as tmp:
         if "saved_model" in recipe.export:
             # Earlier SavedModel versions survive the rerun: never rewritten.
@@ -166,14 +176,57 @@ def run_recipe(recipe, root=".", log=print, restart=False):
         save_model(model, tmp / "model.keras")
         if recipe.export:
             result["exports"] = _export(model, recipe.export, task, tmp, log)
+        result["layers"] = layer_rows(model)
+        if recipe.benchmark is not None:
+            result["benchmark"] = _benchmark(
+                model, teacher_path, recipe, task, tmp, result.get("exports", {}), log
+            )
         if recipe.assert_ is not None:
             result["asserts"] = check_asserts(recipe.assert_, result)
             result["passed"] = all(row["passed"] for row in result["asserts"])
+        result["machine"] = {**machine_info(), "gpu": gpu_name()}
         result["seconds"] = time.perf_counter() - start
         tasks.dump_json(result, tmp / "metrics.json")
+        report_data = write_report(tmp)
     shutil.rmtree(resume, ignore_errors=True)
-    log(f"Run folder: {run_dir}")
+    print_summary(report_data)
+    log(f"Run folder: {run_dir} (report.md, report.png)")
     return result
+
+
+def _benchmark(model, baseline_path, recipe, task, folder, exports, log):
+    """Times generation of the baseline, the final model and every export.
+
+    `tfaccel.bench.timing.benchmark` on real test sources encoded at the
+    task's full source width, each runtime on the same batches; `ratio` is
+    the fp32 baseline's (Keras, cached decoding) median over each row's.
+    """
+    from tfaccel.bench import timing
+    from tfaccel.data import encode_sources
+    from tfaccel.export.api import load
+    from tfaccel.models import load_model
+
+    runners = {"baseline": load_model(baseline_path), "keras": model}
+    for name, export in exports.items():
+        if "runtime" in export:  # not the .keras files
+            runners[name] = load(name, folder / export["file"])
+    config = recipe.benchmark
+    rows = timing.benchmark(
+        runners,
+        task.sources("test"),
+        batch_sizes=config.batch_sizes,
+        warmup=config.warmup,
+        repeats=config.repeats,
+        encode=lambda batch: encode_sources(
+            batch, task.source_vocab, task.max_source_length
+        ),
+        max_length=task.max_generate_length,
+        log=log,
+    )
+    return {
+        "config": config.model_dump(mode="json"),
+        "rows": timing.speedups(rows, "baseline"),
+    }
 
 
 # assert key -> (metric, sign): the limit bounds sign * (run - baseline), in
@@ -287,47 +340,6 @@ def _resume_folder(recipe, output_root, restart, log):
     return folder
 
 
-class _Progress:
-    """Logs the run's progress and an estimate of the training time left.
-
-    The estimate is the mean epoch time so far (this process's epochs)
-    times the epochs left in every stage.
-    """
-
-    def __init__(self, total_epochs, log):
-        self.total = total_epochs
-        self.log = log
-        self.done = 0
-        self.timed = []
-
-    def skip(self, epochs):
-        """Counts epochs restored from checkpoints."""
-        self.done += epochs
-
-    def callback(self, stage_name):
-        import keras
-
-        progress = self
-
-        class _EpochTimer(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                progress.timed.append(time.perf_counter() - self._start)
-                progress.done += 1
-                left = (progress.total - progress.done) * (
-                    sum(progress.timed) / len(progress.timed)
-                )
-                progress.log(
-                    f"Progress: {progress.done}/{progress.total} training epochs "
-                    f"(stage '{stage_name}' epoch {epoch + 1}); about "
-                    f"{left / 60:.0f} min of training left, then export"
-                )
-
-        return _EpochTimer()
-
-
 def _applier(type_name):
     module, function = APPLIERS[type_name].split(":")
     return getattr(importlib.import_module(module), function)
@@ -357,7 +369,7 @@ def _run_stage(
     from tfaccel.distillation import recipe as distillation
     from tfaccel.recipe import checkpoint
 
-    progress = progress or _Progress(stage.epochs, log)
+    progress = progress or RunProgress(stage.epochs, log)
     done = folder / "result.json"
     finished = json.loads(done.read_text()) if done.is_file() else None
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
@@ -416,7 +428,7 @@ def _run_stage(
                 checkpoint.EpochCheckpoint(
                     saved, model, None if trained is model else trained
                 ),
-                progress.callback(stage.name),
+                progress.callback(f"stage '{stage.name}'"),
             ],
             shuffle=False,
             verbose="auto",
@@ -586,7 +598,6 @@ def _check_supported(recipe):
         "distribute.strategy": (
             None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
         ),
-        "benchmark": recipe.benchmark,
     }
     for key, value in unsupported.items():
         if value is not None:

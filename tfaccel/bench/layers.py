@@ -1,0 +1,76 @@
+"""Per-layer table of a model: parameters, zeros and distinct values."""
+
+import io
+
+import keras
+import numpy as np
+import rich.console
+import rich.table
+
+
+def layer_rows(model):
+    """Returns one row per weight of 2 or more axes, then a total row.
+
+    Kernels and embedding tables are where pruning, clustering, shrinking
+    and factorization show: the fraction of exact zeros (`sparsity`), the
+    number of distinct values (16 + 0 for a clustered, pruned kernel) and
+    the shape. Works on any Keras model.
+
+    Returns:
+        A list of dicts with `path`, `shape`, `parameters`, `sparsity`,
+        `distinct` and `dtype`; the last has `path="total"`, its sparsity
+        weighted by size and `distinct=None`.
+    """
+    rows = []
+    seen = set()
+    for variable in model.weights:
+        if len(variable.shape) < 2 or id(variable) in seen:
+            continue
+        seen.add(id(variable))
+        values = keras.ops.convert_to_numpy(variable)
+        rows.append(
+            {
+                "path": variable.path,
+                "shape": list(values.shape),
+                "parameters": int(values.size),
+                "sparsity": float(np.mean(values == 0)),
+                "distinct": int(np.unique(values).size),
+                "dtype": str(values.dtype),
+            }
+        )
+    total = sum(row["parameters"] for row in rows)
+    zeros = sum(row["sparsity"] * row["parameters"] for row in rows)
+    rows.append(
+        {
+            "path": "total",
+            "shape": None,
+            "parameters": total,
+            "sparsity": zeros / total if total else 0.0,
+            "distinct": None,
+            "dtype": None,
+        }
+    )
+    return rows
+
+
+def print_layers(rows, print_fn=None):
+    """Prints `layer_rows` as a table: with rich, or as text to `print_fn`."""
+    table = rich.table.Table(title="Weights of 2+ axes")
+    for name in ("path", "shape", "parameters", "sparsity", "distinct"):
+        table.add_column(
+            name, justify="left" if name == "path" else "right", overflow="fold"
+        )
+    for row in rows:
+        table.add_row(
+            row["path"],
+            "" if row["shape"] is None else "x".join(map(str, row["shape"])),
+            f"{row['parameters']:,}",
+            f"{row['sparsity']:.1%}",
+            "" if row["distinct"] is None else str(row["distinct"]),
+        )
+    if print_fn is None:
+        rich.console.Console().print(table)
+        return
+    buffer = io.StringIO()
+    rich.console.Console(file=buffer, width=120).print(table)
+    print_fn(buffer.getvalue())

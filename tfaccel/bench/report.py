@@ -1,0 +1,424 @@
+"""The report of a recipe run: report.json, report.md, report.png, console.
+
+Everything is read from the run's `metrics.json` (written by
+`tfaccel.recipe.runner.run_recipe`), so `tfaccel report RUN_DIR` can write
+it again at any time. Keys a run did not measure (older runs, runs without
+`benchmark:`) are reported as not measured.
+"""
+
+import json
+import pathlib
+import shutil
+import subprocess
+
+import rich.console
+import rich.table
+import yaml
+
+from tfaccel._io import atomic_file
+from tfaccel.errors import UserError
+
+
+def gpu_name():
+    """Returns the name of the first NVIDIA GPU, or None where there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None
+
+
+def _metric(test):
+    # G2P is scored by WER (lower is better), translation by BLEU.
+    return ("wer", "WER %", 100.0, -1) if "wer" in test else ("bleu", "BLEU", 1.0, 1)
+
+
+def build_report(metrics):
+    """Returns the report's content, normalized from a run's metrics dict.
+
+    Args:
+        metrics: the dict of a run's `metrics.json`.
+
+    Returns:
+        A dict with `name`, `metric` (its key, label, scale and whether
+        higher is better), `accuracy` rows (baseline, stages, final model,
+        exports; each with `value` in the label's units and `change` against
+        the baseline), `size` (parameters and MACs per token against the
+        baseline), `exports`, `benchmark`, `asserts`, `passed`, `layers`,
+        `machine`, `recipe` and `seconds`.
+    """
+    if "recipe" not in metrics or "baseline" not in metrics:
+        raise UserError(
+            "Not the metrics of a recipe run: no 'recipe' or 'baseline' key. "
+            "Pass the folder `tfaccel run` wrote (savedmodels/<recipe name>)."
+        )
+    baseline = metrics["baseline"]
+    key, label, scale, better = _metric(baseline["test"])
+
+    def row(name, runtime, test):
+        value = test[key] * scale
+        return {
+            "name": name,
+            "runtime": runtime,
+            "value": value,
+            "change": value - baseline["test"][key] * scale,
+            "test": test,
+        }
+
+    accuracy = [row("baseline", "keras", baseline["test"])]
+    accuracy += [
+        row(f"stage {s['name']}", "keras", s["test"]) for s in metrics.get("stages", [])
+    ]
+    if "final" in metrics:
+        accuracy.append(row("final (stripped)", "keras", metrics["final"]["test"]))
+    fp32_bytes = 4 * baseline.get("parameters", 0)
+    exports = []
+    for name, export in metrics.get("exports", {}).items():
+        if "test" in export:
+            accuracy.append(row(name, export.get("runtime", "keras"), export["test"]))
+        exports.append(
+            {
+                "format": name,
+                "file": export.get("file"),
+                "bytes": export.get("bytes"),
+                "gzip_bytes": export.get("gzip_bytes"),
+                "fp32_over_gzip": (
+                    fp32_bytes / export["gzip_bytes"]
+                    if fp32_bytes and export.get("gzip_bytes")
+                    else None
+                ),
+                "runtime": export.get("runtime"),
+                "max_difference": export.get("max_difference"),
+                "tokens_equal": (export.get("agreement_with_keras") or {}).get(
+                    "tokens"
+                ),
+                "value": export["test"][key] * scale if "test" in export else None,
+            }
+        )
+    final = metrics.get("final", baseline)
+    size = {
+        name: {
+            "baseline": baseline.get(name),
+            "final": final.get(name),
+            "ratio": (
+                final[name] / baseline[name]
+                if baseline.get(name) and final.get(name) is not None
+                else None
+            ),
+        }
+        for name in ("parameters", "kernel_macs_per_token")
+    }
+    return {
+        "name": metrics["recipe"].get("name"),
+        "recipe": metrics["recipe"],
+        "metric": {"key": key, "label": label, "higher_is_better": better > 0},
+        "accuracy": accuracy,
+        "size": size,
+        "final_sparsity": metrics.get("final_sparsity"),
+        "exports": exports,
+        "benchmark": metrics.get("benchmark"),
+        "asserts": metrics.get("asserts"),
+        "passed": metrics.get("passed"),
+        "layers": metrics.get("layers"),
+        "machine": metrics.get("machine"),
+        "seconds": metrics.get("seconds"),
+    }
+
+
+def _num(value, fmt):
+    return "not measured" if value is None else format(value, fmt)
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(report):
+    """Returns report.md's text for a `build_report` dict."""
+    label = report["metric"]["label"]
+    out = [f"# tfaccel run: {report['name']}", ""]
+    machine = report.get("machine")
+    if machine:
+        out.append(
+            f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, GPU: "
+            f"{machine.get('gpu') or 'none'}; Python {machine.get('python')}."
+        )
+        versions = ", ".join(
+            f"{name} {version}"
+            for name, version in machine.get("libraries", {}).items()
+            if version
+        )
+        out += ["", f"Libraries: {versions}."]
+    else:
+        out.append("Machine: not measured.")
+    if report.get("seconds") is not None:
+        out += ["", f"Run time: {report['seconds'] / 60:.1f} min."]
+    if report.get("passed") is not None:
+        out += ["", f"Asserts: **{'passed' if report['passed'] else 'FAILED'}**."]
+    out += ["", "## Accuracy (test split)", ""]
+    out.append(
+        _table(
+            ["model", "runtime", label, "change (points)"],
+            [
+                [r["name"], r["runtime"], f"{r['value']:.2f}", f"{r['change']:+.2f}"]
+                for r in report["accuracy"]
+            ],
+        )
+    )
+    out += ["", "## Size", ""]
+    size = report["size"]
+    out.append(
+        _table(
+            ["", "baseline", "final", "final / baseline"],
+            [
+                [
+                    name.replace("_", " "),
+                    _num(values["baseline"], ","),
+                    _num(values["final"], ","),
+                    _num(values["ratio"], ".3f"),
+                ]
+                for name, values in size.items()
+            ],
+        )
+    )
+    if report.get("final_sparsity") is not None:
+        out += ["", f"Sparsity of the pruned kernels: {report['final_sparsity']:.2%}."]
+    if report["exports"]:
+        out += ["", "## Exports", ""]
+        out.append(
+            "Size ratio: the baseline's fp32 weights (4 bytes per parameter) "
+            "over the gzip-compressed file. Verification: token agreement "
+            "with the Keras model and the largest logit difference."
+        )
+        out += [""]
+        out.append(
+            _table(
+                [
+                    "format",
+                    "file",
+                    "MB",
+                    "gzip MB",
+                    "fp32 / gzip",
+                    label,
+                    "tokens equal",
+                    "max difference",
+                ],
+                [
+                    [
+                        e["format"],
+                        e["file"],
+                        _num(e["bytes"] and e["bytes"] / 1e6, ".2f"),
+                        _num(e["gzip_bytes"] and e["gzip_bytes"] / 1e6, ".2f"),
+                        _num(e["fp32_over_gzip"], ".2f"),
+                        _num(e["value"], ".2f"),
+                        _num(e["tokens_equal"], ".2%"),
+                        _num(e["max_difference"], ".2g"),
+                    ]
+                    for e in report["exports"]
+                ],
+            )
+        )
+    out += ["", "## Generation speed", ""]
+    bench = report.get("benchmark")
+    if bench:
+        config = bench["config"]
+        out.append(
+            f"Greedy generation of whole test sequences with the key/value "
+            f"cache, {config['warmup']} warm-up and {config['repeats']} timed "
+            "calls per runtime and batch size, every runtime on the same "
+            "batches in one run. Ratio: the fp32 baseline's (Keras) median "
+            "time over the row's."
+        )
+        out += [""]
+        out.append(
+            _table(
+                [
+                    "runtime",
+                    "batch",
+                    "p50 ms",
+                    "p90 ms",
+                    "ms / sequence",
+                    "tokens / s",
+                    "ratio",
+                ],
+                [
+                    [
+                        r["name"],
+                        r["batch_size"],
+                        f"{r['p50_ms']:.2f}",
+                        f"{r['p90_ms']:.2f}",
+                        f"{r['ms_per_sequence']:.2f}",
+                        f"{r['tokens_per_second']:.0f}",
+                        _num(r.get("ratio"), ".2f"),
+                    ]
+                    for r in bench["rows"]
+                ],
+            )
+        )
+        out += ["", "![accuracy against latency](report.png)"]
+    else:
+        out.append("Not measured (the recipe has no `benchmark:` block).")
+        out += ["", "![accuracy against size](report.png)"]
+    if report.get("asserts"):
+        out += ["", "## Asserts", ""]
+        out.append(
+            _table(
+                ["limit", "allowed", "measured", "worst", "result"],
+                [
+                    [
+                        a["name"],
+                        f"{a['limit']:.4g}",
+                        f"{a['value']:.4g}",
+                        a.get("worst", ""),
+                        "pass" if a["passed"] else "**FAIL**",
+                    ]
+                    for a in report["asserts"]
+                ],
+            )
+        )
+    if report.get("layers"):
+        out += ["", "## Weights of the final model (2+ axes)", ""]
+        out.append(
+            _table(
+                ["path", "shape", "parameters", "sparsity", "distinct values"],
+                [
+                    [
+                        r["path"],
+                        "" if r["shape"] is None else "x".join(map(str, r["shape"])),
+                        f"{r['parameters']:,}",
+                        f"{r['sparsity']:.1%}",
+                        "" if r["distinct"] is None else r["distinct"],
+                    ]
+                    for r in report["layers"]
+                ],
+            )
+        )
+    out += ["", "## Recipe", "", "```yaml"]
+    out.append(yaml.safe_dump(report["recipe"], sort_keys=False).rstrip())
+    out += ["```", ""]
+    return "\n".join(out)
+
+
+def render_png(report, path):
+    """Plots accuracy against batch-1 latency (or gzip size) into `path`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metric = report["metric"]
+    values = {r["name"]: r["value"] for r in report["accuracy"]}
+    values["keras"] = values.get("final (stripped)", values["baseline"])
+    bench = report.get("benchmark")
+    points = {}
+    if bench:
+        rows = [
+            r
+            for r in bench["rows"]
+            if r["batch_size"] == min(row["batch_size"] for row in bench["rows"])
+        ]
+        for r in rows:
+            if r["name"] in values:
+                points[r["name"]] = (r["ms_per_sequence"], values[r["name"]])
+        x_label = f"ms per sequence, batch {rows[0]['batch_size']} (lower is better)"
+        title = f"{report['name']}: accuracy against generation latency"
+    else:
+        fp32_mb = (report["size"]["parameters"]["baseline"] or 0) * 4 / 1e6
+        if fp32_mb:
+            points["baseline"] = (fp32_mb, values["baseline"])
+        for e in report["exports"]:
+            if e["gzip_bytes"] and e["value"] is not None:
+                points[e["format"]] = (e["gzip_bytes"] / 1e6, e["value"])
+        x_label = "gzip MB (baseline: fp32 weights; lower is better)"
+        title = f"{report['name']}: accuracy against size (no benchmark run)"
+    figure = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for name, (x, y) in points.items():
+        if name == "baseline":
+            axes.scatter([x], [y], marker="*", s=220, color="black", zorder=3)
+            axes.annotate(
+                "fp32 baseline", (x, y), textcoords="offset points", xytext=(6, 6)
+            )
+        else:
+            axes.scatter([x], [y], s=40, zorder=2)
+            axes.annotate(
+                name, (x, y), textcoords="offset points", xytext=(5, -10), fontsize=8
+            )
+    axes.set_xlabel(x_label)
+    better = "higher" if metric["higher_is_better"] else "lower"
+    axes.set_ylabel(f"{metric['label']} on the test split ({better} is better)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+
+
+def write_report(run_dir):
+    """Writes report.json, report.md and report.png into `run_dir`.
+
+    Each file is written under a temporary name and renamed into place.
+
+    Returns:
+        The report dict (`build_report`).
+    """
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise UserError(
+            f"No metrics.json in '{run_dir}': pass a folder written by `tfaccel "
+            f"run` (e.g. savedmodels/g2p-prune50-qat-int8). Received: {run_dir}"
+        )
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"Cannot read '{path}': {error}") from None
+    report = build_report(metrics)
+    with atomic_file(run_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
+    with atomic_file(run_dir / "report.md") as tmp:
+        tmp.write_text(render_markdown(report))
+    with atomic_file(run_dir / "report.png") as tmp:
+        render_png(report, tmp)
+    return report
+
+
+def print_summary(report, console=None):
+    """Prints the run's headline tables with rich."""
+    console = console or rich.console.Console()
+    label = report["metric"]["label"]
+    times = {}
+    bench = report.get("benchmark")
+    if bench:
+        for r in bench["rows"]:
+            times.setdefault(r["name"], r)  # the smallest batch size comes first
+    table = rich.table.Table(title=f"{report['name']}: accuracy, size and speed")
+    for column in ("model", "runtime", label, "change", "gzip MB", "ms/seq", "ratio"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    gzip = {e["format"]: e["gzip_bytes"] for e in report["exports"]}
+    for r in report["accuracy"]:
+        name = r["name"]
+        timed = times.get("keras" if name == "final (stripped)" else name)
+        table.add_row(
+            name,
+            r["runtime"].split(" (")[0],
+            f"{r['value']:.2f}",
+            f"{r['change']:+.2f}",
+            _num(gzip.get(name) and gzip[name] / 1e6, ".2f") if name in gzip else "",
+            _num(timed and timed["ms_per_sequence"], ".2f") if timed else "",
+            _num(timed and timed.get("ratio"), ".2f") if timed else "",
+        )
+    console.print(table)
+    for a in report.get("asserts") or []:
+        mark = "[green]pass[/green]" if a["passed"] else "[red]FAIL[/red]"
+        console.print(
+            f"assert {a['name']}: {a['value']:.4g} (limit {a['limit']:.4g}) {mark}"
+        )
