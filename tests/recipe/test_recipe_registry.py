@@ -163,3 +163,34 @@ def test_json_schema_lists_registered_modifiers():
     assert "DummySchedule" in schema["$defs"]
     plain = recipe_json_schema()
     assert "oneOf" not in plain["$defs"]["StageConfig"]["properties"]["modifiers"]
+
+
+class Runnable(Modifier):
+    type: Literal["runnable"] = "runnable"
+    applier = "tfaccel.pruning.recipe:apply_modifier"
+    order = 0
+
+
+def test_the_runner_finds_a_modifiers_applier_and_order_on_its_class():
+    from tfaccel.pruning.recipe import apply_modifier
+    from tfaccel.recipe.runner import _applier
+
+    assert _applier(Runnable()) is apply_modifier
+    assert Runnable.order == 0 and Dummy.order == 2
+
+
+def test_a_modifier_without_applier_is_refused_before_any_training(
+    tmp_path, monkeypatch
+):
+    from tfaccel.errors import UserError
+    from tfaccel.recipe.runner import run_recipe
+
+    monkeypatch.chdir(tmp_path)
+    with temporary_modifier("dummy", Dummy), temporary_modifier("runnable", Runnable):
+        recipe = parse_recipe(RECIPE)
+        with pytest.raises(
+            UserError, match="cannot apply modifier 'dummy' yet"
+        ) as info:
+            run_recipe(recipe, log=lambda line: None)
+    assert "Available: runnable." in str(info.value)
+    assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,7 @@ Each modifier is applied by its technique (`tfaccel.pruning.apply_modifier`).
 """
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import pydantic
 from pydantic import Field
@@ -79,6 +79,8 @@ class MagnitudePruning(Modifier):
     ```
     """
 
+    applier: ClassVar[str] = "tfaccel.pruning.recipe:apply_modifier"
+
     type: Literal["magnitude_pruning"] = "magnitude_pruning"
     targets: list[str] = Field(
         min_length=1,
@@ -130,6 +132,8 @@ class WeightClustering(Modifier):
     ```
     """
 
+    applier: ClassVar[str] = "tfaccel.clustering.recipe:apply_modifier"
+
     type: Literal["weight_clustering"] = "weight_clustering"
     targets: list[str] = Field(
         min_length=1,
@@ -169,6 +173,8 @@ class QuantizationAware(Modifier):
       targets: ["re:.*kernel", "re:.*token_embedding/embeddings"]
     ```
     """
+
+    applier: ClassVar[str] = "tfaccel.quantization.recipe:apply_modifier"
 
     type: Literal["quantization_aware"] = "quantization_aware"
     targets: list[str] = Field(
@@ -227,6 +233,9 @@ class Shrink(Modifier):
     ```
     """
 
+    applier: ClassVar[str] = "tfaccel.compression.recipe:apply_shrink"
+    order: ClassVar[int] = 0
+
     type: Literal["shrink"] = "shrink"
     heads: _Share | None = Field(default=None, description="Heads kept per layer.")
     ffn: _Share | None = Field(default=None, description="FFN neurons kept per layer.")
@@ -260,6 +269,9 @@ class LowRank(Modifier):
       energy: 0.9
     ```
     """
+
+    applier: ClassVar[str] = "tfaccel.compression.recipe:apply_low_rank"
+    order: ClassVar[int] = 1
 
     type: Literal["low_rank"] = "low_rank"
     targets: list[str] = Field(
@@ -295,6 +307,9 @@ class Distillation(Modifier):
       alpha: 0.5
     ```
     """
+
+    applier: ClassVar[str] = "tfaccel.distillation.recipe:apply_modifier"
+    order: ClassVar[int] = 3
 
     type: Literal["distillation"] = "distillation"
     teacher: str = Field(

@@ -34,6 +34,15 @@ class Modifier(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", strict=True)
 
+    # "module:function" the recipe runner calls to apply the modifier, as
+    # `function(model, modifier, steps_per_epoch)`; imported only when a
+    # recipe runs. None: the schema knows the type, this build cannot run it.
+    applier: typing.ClassVar[str | None] = None
+    # Modifiers of one stage are applied in this order (then recipe order):
+    # 0 builds a smaller model, 1 replaces layers, 2 wraps weights, 3 wraps
+    # the finished model for training.
+    order: typing.ClassVar[int] = 2
+
     type: str = pydantic.Field(description="Which technique this modifier applies.")
 
 

@@ -23,23 +23,7 @@ from tfaccel.export.api import copy_versions
 from tfaccel.models import save_model
 from tfaccel.recipe import baseline as baseline_lib
 from tfaccel.recipe.progress import RunProgress
-
-# Modifier type -> "module:function" that applies it to a model. Imported
-# lazily, so validating a recipe never imports Keras.
-APPLIERS = {
-    "magnitude_pruning": "tfaccel.pruning.recipe:apply_modifier",
-    "quantization_aware": "tfaccel.quantization.recipe:apply_modifier",
-    "weight_clustering": "tfaccel.clustering.recipe:apply_modifier",
-    "shrink": "tfaccel.compression.recipe:apply_shrink",
-    "low_rank": "tfaccel.compression.recipe:apply_low_rank",
-    "distillation": "tfaccel.distillation.recipe:apply_modifier",
-}
-
-# The order modifiers of one stage are applied in, whatever the recipe's
-# order: shrinking and factorizing build new layers, so they come before
-# pruning, clustering and QAT, which wrap layers; distillation wraps the
-# finished student for training, so it comes last.
-_ORDER = {"shrink": 0, "low_rank": 1, "distillation": 3}
+from tfaccel.recipe.registry import registered_modifiers
 
 
 def baseline_config(recipe):
@@ -340,8 +324,10 @@ def _resume_folder(recipe, output_root, restart, log):
     return folder
 
 
-def _applier(type_name):
-    module, function = APPLIERS[type_name].split(":")
+def _applier(modifier):
+    # Each modifier config names its applier (`Modifier.applier`), so a new
+    # technique registers itself without changes here.
+    module, function = type(modifier).applier.split(":")
     return getattr(importlib.import_module(module), function)
 
 
@@ -385,8 +371,11 @@ def _run_stage(
     else:
         steps = finished["steps_per_epoch"]
     trained = model
-    for modifier in sorted(stage.modifiers, key=lambda m: _ORDER.get(m.type, 2)):
-        apply = _applier(modifier.type)
+    # Shrinking and factorizing build new layers, so they come before
+    # pruning, clustering and QAT, which wrap weights; distillation wraps the
+    # finished student for training, so it comes last (`Modifier.order`).
+    for modifier in sorted(stage.modifiers, key=lambda m: type(m).order):
+        apply = _applier(modifier)
         if modifier.type == "distillation":
             if finished is None:
                 trained = apply(model, modifier, teacher)
@@ -583,11 +572,16 @@ def _check_supported(recipe):
     # what this build cannot run yet instead of silently skipping work.
     for stage in recipe.stages:
         for modifier in stage.modifiers:
-            if modifier.type not in APPLIERS:
+            if type(modifier).applier is None:
+                runnable = [
+                    name
+                    for name, cls in registered_modifiers().items()
+                    if cls.applier is not None
+                ]
                 raise UserError(
                     f"This version of tfaccel cannot apply modifier "
                     f"'{modifier.type}' yet (stage '{stage.name}'). Available: "
-                    f"{', '.join(APPLIERS)}. Received: type={modifier.type!r}"
+                    f"{', '.join(runnable)}. Received: type={modifier.type!r}"
                 )
     if "tensorrt" in recipe.export:
         # Before hours of training, not after.
