@@ -206,3 +206,33 @@ def test_mutated_recipes_give_recipe_or_one_line_error(data):
 def test_random_text_gives_recipe_or_one_line_error(text):
     with temporary_modifier("fuzz_modifier", FuzzModifier):
         _parse_or_error(text)
+
+
+@FUZZ
+@given(_mutated_recipes())
+def test_tfaccel_validate_exits_0_or_2_with_one_line(data):
+    import contextlib
+    import io
+    import pathlib
+    import tempfile
+
+    from tfaccel import cli
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "recipe.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            temporary_modifier("fuzz_modifier", FuzzModifier),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = cli.main(["validate", str(path)])
+    if code == 0:
+        assert "valid recipe" in out.getvalue() and not err.getvalue()
+    else:
+        assert code == 2, (code, err.getvalue())
+        lines = err.getvalue().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"tfaccel: error: {path}: ")
+        assert _LOCATED.match(lines[0], len(f"tfaccel: error: {path}: "))
+        assert "Traceback" not in err.getvalue()
