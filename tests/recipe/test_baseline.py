@@ -418,10 +418,12 @@ def test_run_killed_mid_stage_resumes_to_the_same_result(trained, monkeypatch):
 
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
-    whole = run_recipe(parse_recipe(_prune_recipe("whole", root)), log=lambda _: None)
+    whole = run_recipe(
+        parse_recipe(_prune_recipe("whole", root, epochs=3)), log=lambda _: None
+    )
 
     path = root.parent / "killed.yaml"
-    path.write_text(yaml.safe_dump(_prune_recipe("killed", root)))
+    path.write_text(yaml.safe_dump(_prune_recipe("killed", root, epochs=3)))
     saved = root / ".killed.resume" / "stage-0-prune" / "checkpoint"
     process = subprocess.Popen(
         [sys.executable, "-m", "tfaccel.cli", "run", str(path)],
@@ -438,14 +440,16 @@ def test_run_killed_mid_stage_resumes_to_the_same_result(trained, monkeypatch):
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     killed_at = checkpoint.saved_epoch(saved)
-    assert 1 <= killed_at < 4
+    assert 1 <= killed_at < 3
     # Nothing was published, and the checkpoint reads back whole.
     assert not (root / "killed").exists()
     with np.load(saved / "arrays.npz") as arrays:
         assert len(arrays.files) > 0
 
     lines = []
-    resumed = run_recipe(parse_recipe(_prune_recipe("killed", root)), log=lines.append)
+    resumed = run_recipe(
+        parse_recipe(_prune_recipe("killed", root, epochs=3)), log=lines.append
+    )
     resumed_at = [line for line in lines if "resuming after epoch" in line]
     assert resumed_at, lines
     assert int(resumed_at[0].split("after epoch ")[1].split()[0]) >= killed_at
@@ -464,20 +468,19 @@ def test_run_killed_mid_stage_resumes_to_the_same_result(trained, monkeypatch):
 def test_finished_stages_are_restored_not_retrained(trained, monkeypatch):
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
-    recipe = _prune_recipe("crash-at-export", root, epochs=1)
-    recipe["export"] = ["tflite_fp32"]
+    recipe = _prune_recipe("crash-at-save", root, epochs=1)
     lines = []
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr("tfaccel.export.api.export", crash)
+        patch.setattr("tfaccel.recipe.runner.save_model", crash)
         with pytest.raises(KeyboardInterrupt):
             run_recipe(parse_recipe(recipe), log=lines.append)
-    assert not (root / "crash-at-export").exists()
+    assert not (root / "crash-at-save").exists()
     first = json.loads(
-        (root / ".crash-at-export.resume/stage-0-prune/result.json").read_text()
+        (root / ".crash-at-save.resume/stage-0-prune/result.json").read_text()
     )
     lines = []
     result = run_recipe(parse_recipe(recipe), log=lines.append)
@@ -485,14 +488,32 @@ def test_finished_stages_are_restored_not_retrained(trained, monkeypatch):
     assert not any("epoch(s)" in line for line in lines)  # no training
     assert result["stages"][0] == first["result"]
     assert result["final_sparsity"] == pytest.approx(0.5, abs=1e-3)
-    assert "tflite_fp32" in result["exports"]
+    assert not (root / ".crash-at-save.resume").exists()
 
-    # --restart (restart=True) trains again from the baseline.
-    recipe["export"] = []
-    run_recipe(parse_recipe(recipe), log=lambda _: None)  # publishes, no resume
+
+def test_resume_folder_is_kept_dropped_on_restart_or_on_a_changed_recipe(tmp_path):
+    from tfaccel.recipe.runner import _resume_folder
+
+    recipe = parse_recipe(_prune_recipe("r", tmp_path))
     lines = []
-    run_recipe(parse_recipe(recipe), log=lines.append, restart=True)
-    assert any("epoch(s)" in line for line in lines)
+    folder = _resume_folder(recipe, tmp_path, restart=False, log=lines.append)
+    assert folder == tmp_path / ".r.resume" and (folder / "recipe.json").is_file()
+    (folder / "stage-0-prune").mkdir()
+    _resume_folder(recipe, tmp_path, restart=False, log=lines.append)
+    assert (folder / "stage-0-prune").is_dir()
+    assert lines[-1].startswith("Resuming from the checkpoints in")
+    # Export and assert settings may change; what shapes the weights may not.
+    changed = _prune_recipe("r", tmp_path, extra={"export": ["onnx"]})
+    _resume_folder(parse_recipe(changed), tmp_path, restart=False, log=lines.append)
+    assert (folder / "stage-0-prune").is_dir()
+    changed = _prune_recipe("r", tmp_path, epochs=3)
+    _resume_folder(parse_recipe(changed), tmp_path, restart=False, log=lines.append)
+    assert not (folder / "stage-0-prune").exists()
+    assert "changed" in lines[-1]
+    (folder / "stage-0-prune").mkdir()
+    _resume_folder(parse_recipe(changed), tmp_path, restart=True, log=lines.append)
+    assert not (folder / "stage-0-prune").exists()
+    assert lines[-1].startswith("--restart: removing the checkpoints")
 
 
 @pytest.mark.large
