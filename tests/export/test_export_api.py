@@ -179,3 +179,14 @@ def test_a_killed_export_leaves_no_partial_version(model, tmp_path):
     # The next export removes the dead process's leftovers and takes version 1.
     tfaccel.export(model, out, ["saved_model"], source_length=SOURCE, max_length=TARGET)
     assert _visible(out) == ["1"] and _hidden(out) == []
+
+
+def test_fp16_and_dynamic_tflite_of_a_qat_model_are_refused():
+    from tfaccel.errors import UserError
+    from tfaccel.export.api import check_qat_formats
+
+    check_qat_formats(["tflite_fp16", "tflite_dynamic"], qat=False)
+    check_qat_formats(["tflite_fp32", "tflite_int8", "onnx"], qat=True)
+    with pytest.raises(UserError, match="tflite_fp16 of a QAT model") as info:
+        check_qat_formats(["tflite_int8", "tflite_fp16"], qat=True)
+    assert "Export tflite_int8" in str(info.value)

@@ -99,6 +99,17 @@ MALFORMED = [
     ("output_dir: 'a\\b'\n", "output_dir", ["separator"]),
     ("assert: {min_sparsity: 2}\n", "assert.min_sparsity", ["less than or equal"]),
     (
+        "stages: [{name: q, epochs: 1, modifiers: [{type: quantization_aware}]}]\n"
+        "export: [tflite_int8, tflite_dynamic]\n",
+        "export",
+        ["tflite_dynamic of a QAT model would be the full-int8 model", "tflite_int8"],
+    ),
+    (
+        "task: {name: translation}\nassert: {max_wer_increase: 1}\n",
+        "assert",
+        ["max_wer_increase does not apply to the translation task"],
+    ),
+    (
         "stages: [{name: a, epochs: 1}, {name: a, epochs: 2}]\n",
         "stages",
         ["'a' repeats"],

@@ -309,55 +309,76 @@ def render_markdown(report):
     return "\n".join(out)
 
 
-def render_png(report, path):
-    """Plots accuracy against batch-1 latency (or gzip size) into `path`."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    metric = report["metric"]
+def _plot_points(report):
+    # Returns ({name: (x, y)}, x label, title, whether x is latency).
     values = {r["name"]: r["value"] for r in report["accuracy"]}
     values["keras"] = values.get("final (stripped)", values["baseline"])
-    bench = report.get("benchmark")
-    points = {}
-    if bench:
-        rows = [
-            r
-            for r in bench["rows"]
-            if r["batch_size"] == min(row["batch_size"] for row in bench["rows"])
-        ]
-        for r in rows:
-            if r["name"] in values:
-                points[r["name"]] = (r["ms_per_sequence"], values[r["name"]])
-        x_label = f"ms per sequence, batch {rows[0]['batch_size']} (lower is better)"
+    rows = (report.get("benchmark") or {}).get("rows") or []
+    if rows:
+        batch = min(r["batch_size"] for r in rows)
+        points = {
+            r["name"]: (r["ms_per_sequence"], values[r["name"]])
+            for r in rows
+            if r["batch_size"] == batch and r["name"] in values
+        }
+        x_label = f"ms per sequence, batch {batch} (log scale; lower is better)"
         title = f"{report['name']}: accuracy against generation latency"
-    else:
-        fp32_mb = (report["size"]["parameters"]["baseline"] or 0) * 4 / 1e6
-        if fp32_mb:
-            points["baseline"] = (fp32_mb, values["baseline"])
-        for e in report["exports"]:
-            if e["gzip_bytes"] and e["value"] is not None:
-                points[e["format"]] = (e["gzip_bytes"] / 1e6, e["value"])
-        x_label = "gzip MB (baseline: fp32 weights; lower is better)"
-        title = f"{report['name']}: accuracy against size (no benchmark run)"
-    figure = Figure(figsize=(7, 4.5), dpi=110)
+        return points, x_label, title, True
+    points = {}
+    fp32_mb = (report["size"]["parameters"]["baseline"] or 0) * 4 / 1e6
+    if fp32_mb:
+        points["baseline"] = (fp32_mb, values["baseline"])
+    for e in report["exports"]:
+        # The .keras file is not scored on its own: it is the final model.
+        value = values["keras"] if e["format"] == "keras" else e["value"]
+        if e["gzip_bytes"] and value is not None:
+            points[e["format"]] = (e["gzip_bytes"] / 1e6, value)
+    x_label = "gzip MB (baseline: fp32 weights; lower is better)"
+    title = f"{report['name']}: accuracy against size (no benchmark run)"
+    return points, x_label, title, False
+
+
+def render_png(report, path):
+    """Plots accuracy against batch-1 latency (or gzip size) into `path`.
+
+    The fp32 baseline is a black star; every other runtime is a point named
+    in the legend (runtimes of one family often land on top of each other,
+    so names beside the points would overlap).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import LogFormatter
+
+    points, x_label, title, latency = _plot_points(report)
+    figure = Figure(figsize=(8.5, 4.5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    for name, (x, y) in points.items():
-        if name == "baseline":
-            axes.scatter([x], [y], marker="*", s=220, color="black", zorder=3)
-            axes.annotate(
-                "fp32 baseline", (x, y), textcoords="offset points", xytext=(6, 6)
-            )
-        else:
-            axes.scatter([x], [y], s=40, zorder=2)
-            axes.annotate(
-                name, (x, y), textcoords="offset points", xytext=(5, -10), fontsize=8
-            )
-    axes.set_xlabel(x_label)
+    markers = "osD^vP<>Xph"
+    others = sorted(
+        (x, y, name) for name, (x, y) in points.items() if name != "baseline"
+    )
+    for index, (x, y, name) in enumerate(others):
+        marker = markers[index // 10 % len(markers)]
+        axes.scatter([x], [y], s=45, marker=marker, zorder=2, label=name)
+    if "baseline" in points:
+        x, y = points["baseline"]
+        axes.scatter(
+            [x], [y], marker="*", s=240, color="black", zorder=3, label="fp32 baseline"
+        )
+    if latency and points:
+        axes.set_xscale("log")
+        axes.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        axes.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+    if not points:
+        axes.text(0.5, 0.5, "nothing measured", ha="center", transform=axes.transAxes)
+    metric = report["metric"]
     better = "higher" if metric["higher_is_better"] else "lower"
+    axes.set_xlabel(x_label)
     axes.set_ylabel(f"{metric['label']} on the test split ({better} is better)")
     axes.set_title(title, fontsize=10)
-    axes.grid(alpha=0.3)
+    axes.grid(alpha=0.3, which="both")
+    if points:
+        axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     figure.tight_layout()
     figure.savefig(path, format="png")
 

@@ -164,6 +164,7 @@ def export(
         tensorrt.check_available()
     if "tflite_int8" in formats and not _is_qat(model):
         representative = _representative(representative, sample_inputs)
+    check_qat_formats(formats, _is_qat(model))
     path = _writable(path)
     reference = ReferenceRun(model, samples, source_length, max_length)
     artifacts = []
@@ -428,6 +429,32 @@ def _representative(representative, sample_inputs):
     if isinstance(representative, np.ndarray):
         representative = [representative]
     return representative
+
+
+# TFLite variants that quantize a float graph: a QAT model's graph carries
+# FakeQuant ranges, and with any optimization the converter then writes the
+# same full-int8 model as `tflite_int8`, whatever the variant's name says.
+QAT_REDUNDANT = ("tflite_fp16", "tflite_dynamic")
+
+
+def check_qat_formats(formats, qat):
+    """Refuses TFLite fp16 and dynamic-range variants of a QAT model.
+
+    Args:
+        formats: export format names.
+        qat: whether the model was trained with `tfaccel.quantize_aware`.
+
+    Raises:
+        UserError: naming the formats and what to export instead.
+    """
+    redundant = [fmt for fmt in formats if fmt in QAT_REDUNDANT]
+    if qat and redundant:
+        raise UserError(
+            f"{', '.join(redundant)} of a QAT model would be the full-int8 model "
+            "again: its FakeQuant ranges make the TFLite converter quantize "
+            "everything. Export tflite_int8 (and tflite_fp32 for float). "
+            f"Received: formats={redundant}"
+        )
 
 
 def _is_qat(model):

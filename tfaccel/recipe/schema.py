@@ -347,6 +347,21 @@ class Recipe(_Config):
                 raise ValueError(f"export formats must be unique; '{name}' repeats")
         return formats
 
+    @pydantic.field_validator("export")
+    @classmethod
+    def _formats_fit_qat(cls, formats, info):
+        # A QAT graph carries FakeQuant ranges: with any optimization the
+        # TFLite converter writes the full-int8 model whatever the variant.
+        stages = info.data.get("stages") or []
+        qat = any(m.type == "quantization_aware" for s in stages for m in s.modifiers)
+        redundant = [f for f in formats if f in ("tflite_fp16", "tflite_dynamic")]
+        if qat and redundant:
+            raise ValueError(
+                f"{', '.join(redundant)} of a QAT model would be the full-int8 "
+                "model again; export tflite_int8 (and tflite_fp32 for float)"
+            )
+        return formats
+
     @pydantic.field_validator("assert_")
     @classmethod
     def _limits_fit_task(cls, limits, info):
