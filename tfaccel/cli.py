@@ -199,7 +199,6 @@ def _cmd_run(args):
 
 
 def _cmd_export(args):
-    import pathlib
 
     from tfaccel.export import FORMATS
     from tfaccel.tasks import TASKS
@@ -211,14 +210,7 @@ def _cmd_export(args):
             f"Unknown export format {', '.join(map(repr, unknown)) or '(none)'}. "
             f"Use any of: {', '.join(FORMATS)}. Received: --formats {args.formats}"
         )
-    path = pathlib.Path(args.model)
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise UserError(
-            f"No model at '{path}'. Pass a .keras file or a folder with model.keras "
-            "(e.g. savedmodels/g2p-baseline)."
-        )
+    path = _model_file(args.model)
     task_name = args.task or _task_of(path.parent)
     if task_name is not None and task_name not in TASKS:
         raise UserError(f"Unknown task '{task_name}'. Use one of: {', '.join(TASKS)}.")
@@ -268,16 +260,8 @@ def _cmd_report(args):
 
 
 def _cmd_summary(args):
-    import pathlib
 
-    path = pathlib.Path(args.model)
-    if path.is_dir():
-        path = path / "model.keras"
-    if not path.is_file():
-        raise UserError(
-            f"No model at '{path}'. Pass a .keras file or a folder with model.keras "
-            f"(e.g. savedmodels/g2p-baseline). Received: {args.model}"
-        )
+    path = _model_file(args.model)
     from tfaccel.bench.layers import layer_rows, print_layers
     from tfaccel.compression import flops
     from tfaccel.models import load_model
@@ -289,6 +273,20 @@ def _cmd_summary(args):
         f"{flops.kernel_macs(model):,} matmul MACs per token"
     )
     return 0
+
+
+def _model_file(given):
+    import pathlib
+
+    path = pathlib.Path(given)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise UserError(
+            f"No model at '{path}'. Pass a .keras file or a folder with model.keras "
+            f"(e.g. savedmodels/g2p-baseline). Received: {given}"
+        )
+    return path
 
 
 def _task_of(folder):

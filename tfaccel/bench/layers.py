@@ -1,11 +1,11 @@
 """Per-layer table of a model: parameters, zeros and distinct values."""
 
-import io
-
 import keras
 import numpy as np
 import rich.console
 import rich.table
+
+from tfaccel._tables import print_table
 
 
 def layer_rows(model):
@@ -68,9 +68,4 @@ def print_layers(rows, print_fn=None):
             f"{row['sparsity']:.1%}",
             "" if row["distinct"] is None else str(row["distinct"]),
         )
-    if print_fn is None:
-        rich.console.Console().print(table)
-        return
-    buffer = io.StringIO()
-    rich.console.Console(file=buffer, width=120).print(table)
-    print_fn(buffer.getvalue())
+    print_table(table, print_fn)

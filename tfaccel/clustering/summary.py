@@ -1,12 +1,11 @@
 """`clustering_summary`: a per-weight table of shared values and sparsity."""
 
-import io
-
 import numpy as np
 import rich.console
 import rich.table
 from keras import ops
 
+from tfaccel._tables import print_table
 from tfaccel.clustering import _centroids, _state
 from tfaccel.errors import UserError
 from tfaccel.pruning import _masks, _structure
@@ -118,12 +117,7 @@ def _print(rows, print_fn):
         cells += [_text(row[key]) for key in ("clusters", "distinct")]
         cells += [_text(row["distinct_per_channel"]), f"{row['sparsity']:.2%}"]
         table.add_row(*cells, end_section=row is rows[-2])
-    if print_fn is None:
-        rich.console.Console().print(table)
-        return
-    buffer = io.StringIO()
-    rich.console.Console(file=buffer, width=120).print(table)
-    print_fn(buffer.getvalue())
+    print_table(table, print_fn)
 
 
 def _text(value):

@@ -1,12 +1,11 @@
 """`pruning_summary` (`tfaccel.summary`): sparsity and distinct values per variable."""
 
-import io
-
 import numpy as np
 import rich.console
 import rich.table
 from keras import ops
 
+from tfaccel._tables import print_table
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state, _structure
 from tfaccel.pruning.prune import match_variables
@@ -111,9 +110,4 @@ def _print(rows, print_fn):
             distinct,
         )
         table.add_row(*cells, row["structure"], end_section=row is rows[-2])
-    if print_fn is None:
-        rich.console.Console().print(table)
-        return
-    buffer = io.StringIO()
-    rich.console.Console(file=buffer, width=120).print(table)
-    print_fn(buffer.getvalue())
+    print_table(table, print_fn)
