@@ -199,7 +199,6 @@ def _cmd_run(args):
 
 
 def _cmd_export(args):
-
     from tfaccel.export import FORMATS
     from tfaccel.tasks import TASKS
 
@@ -260,7 +259,6 @@ def _cmd_report(args):
 
 
 def _cmd_summary(args):
-
     path = _model_file(args.model)
     from tfaccel.bench.layers import layer_rows, print_layers
     from tfaccel.compression import flops
