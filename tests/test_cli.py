@@ -1,5 +1,6 @@
 """The command line: exit codes and one-line errors for people."""
 
+import json
 import os
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def test_missing_recipe_file(capsys):
 def test_help_lists_commands():
     code, out, _ = _run("--help")
     assert code == 0
-    for command in ("baseline", "run", "validate", "export"):
+    for command in ("baseline", "run", "validate", "export", "report", "summary"):
         assert command in out
 
 
@@ -120,3 +121,82 @@ def test_export_writes_verified_artifacts(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["model_fp32.tflite"]
     code = main(["export", str(tmp_path), "--formats", "onnx", "--out", "/dev/null/x"])
     _assert_user_error(code, capsys.readouterr().err, "Cannot write exports to")
+
+
+def _run_dir(tmp_path):
+    # An old-style run: no benchmark, machine, layers or asserts.
+    metrics = {
+        "recipe": {"version": 1, "name": "demo", "task": {"name": "g2p"}},
+        "baseline": {"test": {"wer": 0.30, "per": 0.07}, "parameters": 1000},
+        "stages": [{"name": "prune", "test": {"wer": 0.32, "per": 0.08}}],
+        "final": {"test": {"wer": 0.32, "per": 0.08}, "parameters": 500},
+        "exports": {
+            "tflite_int8": {
+                "file": "model_int8.tflite",
+                "bytes": 2000,
+                "gzip_bytes": 1000,
+                "runtime": "LiteRT",
+                "test": {"wer": 0.33, "per": 0.09},
+            }
+        },
+        "seconds": 60.0,
+    }
+    run = tmp_path / "demo"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_report_writes_three_files_and_prints_summary(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "tflite_int8" in out and "+3.00" in out  # 33% - 30% WER
+    assert sorted(p.name for p in run.iterdir()) == [
+        "metrics.json",
+        "report.json",
+        "report.md",
+        "report.png",
+    ]
+    text = (run / "report.md").read_text()
+    assert "| parameters | 1,000 | 500 | 0.500 |" in text
+    assert "| tflite_int8 | model_int8.tflite | 0.00 | 0.00 | 4.00 |" in text
+    assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["report", "missing"], ["No run folder at 'missing'"]),
+        (["report", "."], ["No metrics.json in '.'"]),
+        (["summary", "missing.keras"], ["No model at 'missing.keras'"]),
+        (["summary", "."], ["No model at 'model.keras'"]),
+    ],
+)
+def test_report_and_summary_reject_missing_paths(
+    args, fragments, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code = main(args)
+    _assert_user_error(code, capsys.readouterr().err, *fragments)
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "metrics.json").write_text(json.dumps({"task": {"task": "g2p"}}))
+    code = main(["report", str(tmp_path)])
+    _assert_user_error(code, capsys.readouterr().err, "Not the metrics of a recipe run")
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_summary_of_a_saved_model(tmp_path, capsys):
+    from tfaccel.compression import flops
+    from tfaccel.models import Seq2SeqTransformer, save_model
+
+    model = Seq2SeqTransformer.from_preset("tiny", max_encoder_length=10)
+    model.generate(np.ones((1, 4), "int32"), 2)  # builds the model
+    save_model(model, tmp_path / "model.keras")
+    assert main(["summary", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "lm_head/kernel" in out and "total" in out
+    assert f"{flops.parameter_count(model):,} parameters" in out
+    assert f"{flops.kernel_macs(model):,} matmul MACs per token" in out

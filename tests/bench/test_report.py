@@ -1,13 +1,11 @@
-"""The run report: numbers in report.md/json, the plot, the CLI."""
+"""The run report: numbers in report.md/json, the plot, the GPU name."""
 
 import json
+import subprocess
 
-import keras
-import numpy as np
 import pytest
 
-from tfaccel import cli
-from tfaccel.bench import layers, report
+from tfaccel.bench import report
 
 
 def _metrics(benchmark=True):
@@ -179,50 +177,82 @@ def test_old_runs_without_new_keys_still_get_a_report(tmp_path):
     assert (run / "report.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_layer_rows_count_zeros_and_values():
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6)])
-    kernel = np.arange(24, dtype="float32").reshape(4, 6) + 1
-    kernel[:2] = 0
-    model.layers[0].kernel.assign(kernel)
-    rows = layers.layer_rows(model)
-    assert [r["path"] for r in rows] == ["sequential/dense/kernel", "total"]  # no bias
-    assert rows[0]["parameters"] == 24 and rows[0]["sparsity"] == 0.5
-    assert rows[0]["distinct"] == 12 + 1
-    assert rows[-1]["parameters"] == 24 and rows[-1]["sparsity"] == 0.5
-    printed = []
-    layers.print_layers(rows, print_fn=printed.append)
-    assert "sequential/dense/kernel" in printed[0] and "50.0%" in printed[0]
+def _png_is_written(path):
+    png = path.read_bytes()
+    return png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-def test_cli_report(tmp_path, capsys):
-    run = _run_dir(tmp_path, _metrics())
-    assert cli.main(["report", str(run)]) == 0
-    assert (run / "report.md").is_file() and (run / "report.png").is_file()
-    assert "tflite_int8" in capsys.readouterr().out
+def test_no_benchmark_plots_accuracy_against_gzip_size(tmp_path):
+    metrics = _metrics(benchmark=False)
+    points, x_label, title, latency = report._plot_points(report.build_report(metrics))
+    assert not latency and "gzip MB" in x_label and "no benchmark run" in title
+    assert points == {
+        "baseline": (pytest.approx(4.0), pytest.approx(30.0)),  # 1M fp32 weights
+        "keras": (pytest.approx(1.0), pytest.approx(31.0)),  # the final model
+        "tflite_int8": (pytest.approx(0.5), pytest.approx(31.25)),
+    }
+    run = _run_dir(tmp_path, metrics)
+    report.write_report(run)
+    assert _png_is_written(run / "report.png")
 
 
-@pytest.mark.parametrize("args", [["report", "missing"], ["summary", "missing.keras"]])
-def test_cli_missing_paths_exit_2_in_one_line(args, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("tfaccel: error: No ") and err.count("\n") == 1
-    assert "Traceback" not in err
+def test_benchmark_plot_uses_the_smallest_batch():
+    metrics = _metrics()
+    rows = metrics["benchmark"]["rows"]
+    rows += [{**r, "batch_size": 8, "ms_per_sequence": 1.0} for r in rows]
+    points, x_label, _, latency = report._plot_points(report.build_report(metrics))
+    assert latency and "batch 1" in x_label
+    assert points["baseline"] == (30.0, pytest.approx(30.0))
+    assert points["keras"] == (20.0, pytest.approx(31.0))
+    assert points["tflite_int8"] == (12.0, pytest.approx(31.25))
 
 
-def test_cli_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
-    (tmp_path / "metrics.json").write_text(json.dumps({"config": {}}))
-    assert cli.main(["report", str(tmp_path)]) == 2
-    assert "Not the metrics of a recipe run" in capsys.readouterr().err
+def test_empty_benchmark_still_gets_a_png(tmp_path):
+    metrics = _metrics()
+    metrics["benchmark"]["rows"] = []
+    run = _run_dir(tmp_path, metrics)
+    report.write_report(run)
+    assert _png_is_written(run / "report.png")
 
 
-def test_cli_summary_of_a_saved_model(tmp_path, capsys):
-    from tfaccel.models import Seq2SeqTransformer
+def test_metrics_that_are_not_a_run_are_a_user_error(tmp_path):
+    with pytest.raises(report.UserError, match="No metrics.json"):
+        report.write_report(tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"task": {"task": "g2p"}}))
+    with pytest.raises(report.UserError, match="Not the metrics of a recipe run"):
+        report.write_report(tmp_path)
+    assert list(tmp_path.iterdir()) == [tmp_path / "metrics.json"]
 
-    model = Seq2SeqTransformer.from_preset("tiny")
-    model.generate(np.full((1, 4), 5, np.int32), 2)
-    model.save(tmp_path / "model.keras")
-    assert cli.main(["summary", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "lm_head/kernel" in out
-    assert f"{model.count_params():,} parameters" in out
+
+def test_print_summary_shows_latency_ratio_and_asserts():
+    import io
+
+    import rich.console
+
+    buffer = io.StringIO()
+    console = rich.console.Console(file=buffer, width=160)
+    report.print_summary(report.build_report(_metrics()), console=console)
+    text = buffer.getvalue()
+    tflite = [line for line in text.splitlines() if "tflite_int8" in line][0]
+    assert "31.25" in tflite and "+1.25" in tflite and "0.50" in tflite
+    assert "12.00" in tflite and "2.50" in tflite  # ms/seq and 30 / 12
+    assert "assert max_wer_increase: 1.25 (limit 2) pass" in text
+
+
+def test_gpu_name(monkeypatch):
+    monkeypatch.setattr(report.shutil, "which", lambda name: None)
+    assert report.gpu_name() is None
+    monkeypatch.setattr(report.shutil, "which", lambda name: "/usr/bin/" + name)
+
+    def fake_run(args, **kwargs):
+        assert kwargs["timeout"] > 0
+        return subprocess.CompletedProcess(args, 0, "NVIDIA H100 80GB HBM3\nB\n")
+
+    monkeypatch.setattr(report.subprocess, "run", fake_run)
+    assert report.gpu_name() == "NVIDIA H100 80GB HBM3"
+
+    def failing_run(args, **kwargs):
+        raise subprocess.CalledProcessError(9, args)
+
+    monkeypatch.setattr(report.subprocess, "run", failing_run)
+    assert report.gpu_name() is None
