@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+import tfaccel
 from tfaccel.bench import layers
 
 
@@ -47,3 +48,37 @@ def test_print_layers_to_a_function():
     (text,) = printed
     assert rows[0]["path"] in text and "4x6" in text and "50.0%" in text
     assert "total" in text
+
+
+def _clustered_model():
+    # `net/a/kernel` half zeros; both kernels clustered to 4 shared values.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, name="a"), keras.layers.Dense(4)],
+        name="net",
+    )
+    kernel = model.layers[0].kernel.numpy()
+    kernel[:4] = 0
+    model.layers[0].kernel.assign(kernel)
+    return tfaccel.cluster(model, targets=[r".*kernel"], num_clusters=4)
+
+
+def _measured(rows):
+    return [(r["path"], r["parameters"], r["sparsity"], r["distinct"]) for r in rows]
+
+
+def test_clustered_model_rows_measure_the_shared_values():
+    rows = layers.layer_rows(_clustered_model())
+    # The clustering's indices and mask (kernel-shaped) are not weights.
+    assert [r["path"] for r in rows] == ["net/a/kernel", "net/dense/kernel", "total"]
+    a, b, total = rows
+    assert a["distinct"] == 4 + 1 and a["sparsity"] == 0.5  # 4 centroids and 0
+    assert b["distinct"] == 4 and b["sparsity"] == 0.0
+    assert total["parameters"] == 8 * 16 + 16 * 4
+
+
+def test_wrapped_model_rows_equal_the_stripped_model_rows():
+    model = tfaccel.quantize_aware(_clustered_model())
+    before = layers.layer_rows(model)
+    assert before[0]["distinct"] > 4 + 1  # per-channel int8 scales of 4 values
+    assert _measured(before) == _measured(layers.layer_rows(tfaccel.strip(model)))

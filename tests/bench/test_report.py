@@ -139,14 +139,45 @@ def test_translation_reports_bleu():
     metrics["exports"]["tflite_int8"]["test"] = {"bleu": 18.5}
     built = report.build_report(metrics)
     assert built["metric"]["label"] == "BLEU" and built["metric"]["higher_is_better"]
+    assert [s["label"] for s in built["scores"]] == ["BLEU", "chrF"]
     assert built["accuracy"][-1]["change"] == pytest.approx(-1.5)
+    assert built["accuracy"][-1]["values"]["chrf"] is None  # the export has no chrF
+
+
+def test_scores_a_row_lacks_are_not_measured(tmp_path):
+    metrics = _metrics()
+    del metrics["stages"][0]["test"]["per"]
+    metrics["exports"]["tflite_int8"]["test"] = {}  # exported, never scored
+    run = _run_dir(tmp_path, metrics)
+    built = report.write_report(run)
+    text = (run / "report.md").read_text()
+    assert (
+        "| stage prune | keras | 31.00 | +1.00 | not measured | not measured |" in text
+    )
+    assert "| tflite_int8 | LiteRT 2.3.0 | not measured | not measured |" in text
+    points, *_ = report._plot_points(built)
+    assert set(points) == {"baseline", "keras"}  # no point for the unscored export
+
+
+def test_final_model_without_a_file_is_plotted_at_its_fp32_size():
+    metrics = _metrics(benchmark=False)
+    metrics["exports"] = {}
+    points, *_ = report._plot_points(report.build_report(metrics))
+    assert points == {
+        "baseline": (pytest.approx(4.0), pytest.approx(30.0)),  # 1M parameters
+        "keras": (pytest.approx(2.0), pytest.approx(31.0)),  # 500k parameters
+    }
 
 
 def test_write_report_files(tmp_path):
     run = _run_dir(tmp_path, _metrics())
     built = report.write_report(run)
     text = (run / "report.md").read_text()
-    assert "| tflite_int8 | LiteRT 2.3.0 | 31.25 | +1.25 |" in text
+    assert (
+        "| model | runtime | WER % | change (points) | PER % | change (points) |"
+        in text
+    )
+    assert "| tflite_int8 | LiteRT 2.3.0 | 31.25 | +1.25 | 8.00 | +1.00 |" in text
     assert "| tflite_int8 | 1 | 12.00 | 13.20 | 12.00 | 100 | 2.50 |" in text
     assert "| max_wer_increase | 2 | 1.25 | tflite_int8 | pass |" in text
     assert "| dense/kernel | 4x2 | 8 | 50.0% | 5 |" in text
@@ -256,3 +287,15 @@ def test_gpu_name(monkeypatch):
 
     monkeypatch.setattr(report.subprocess, "run", failing_run)
     assert report.gpu_name() is None
+
+
+def test_rows_without_ratios_get_them_from_the_baseline_row():
+    metrics = _metrics()
+    rows = metrics["benchmark"]["rows"]
+    rows.append({**rows[2], "batch_size": 16})  # no baseline at batch 16
+    for row in rows:
+        del row["ratio"]
+    built = report.build_report(metrics)
+    ratios = [r["ratio"] for r in built["benchmark"]["rows"]]
+    assert ratios == [pytest.approx(1.0), pytest.approx(1.5), pytest.approx(2.5), None]
+    assert all("ratio" not in r for r in rows)  # the metrics are not changed

@@ -14,20 +14,35 @@ def layer_rows(model):
     Kernels and embedding tables are where pruning, clustering, shrinking
     and factorization show: the fraction of exact zeros (`sparsity`), the
     number of distinct values (16 + 0 for a clustered, pruned kernel) and
-    the shape. Works on any Keras model.
+    the shape. Works on any Keras model. On a model still in training with
+    `tfaccel.cluster` or `tfaccel.quantize_aware`, each row measures the
+    weight its layer computes with (shared values, fake-quantized int8
+    grid), as `tfaccel.strip` would leave it, and the clustering's indices
+    and masks are not counted as weights.
+
+    Args:
+        model: a Keras model.
 
     Returns:
         A list of dicts with `path`, `shape`, `parameters`, `sparsity`,
         `distinct` and `dtype`; the last has `path="total"`, its sparsity
         weighted by size and `distinct=None`.
+
+    Example:
+
+    ```python
+    rows = layer_rows(model)
+    rows[-1]["parameters"]  # weights of 2+ axes in the whole model
+    ```
     """
+    effective, hidden = _training_state(model)
     rows = []
-    seen = set()
+    seen = set(hidden)
     for variable in model.weights:
         if len(variable.shape) < 2 or id(variable) in seen:
             continue
         seen.add(id(variable))
-        values = keras.ops.convert_to_numpy(variable)
+        values = keras.ops.convert_to_numpy(effective.get(id(variable), variable))
         rows.append(
             {
                 "path": variable.path,
@@ -51,6 +66,27 @@ def layer_rows(model):
         }
     )
     return rows
+
+
+def _training_state(model):
+    # Returns ({id(variable): the weight its layer computes with}, ids of the
+    # clustering's own variables). Pruning needs nothing: its masks are
+    # untracked and its zeros are written into the variables.
+    from tfaccel.clustering import _state as clustering_state
+    from tfaccel.quantization import _state as qat_state
+    from tfaccel.quantization.quantize_aware import _weight
+
+    effective, hidden = {}, set()
+    for _, state in clustering_state.find_states(model):
+        for record in state.weights:
+            effective[id(record.variable)] = record.weight()
+            parts = (record.centroids, record.anchors, record.indices, record.mask)
+            hidden.update(id(part) for part in parts if part is not None)
+    for _, state in qat_state.find_states(model):
+        for record in state.layers:
+            if record.weight is not None:  # attention matmuls have none
+                effective[id(record.weight)] = _weight(record, state.config)
+    return effective, hidden
 
 
 def print_layers(rows, print_fn=None):

@@ -14,6 +14,25 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
+def _accuracy_table(report):
+    # One value and change column per score (WER % and PER %, or BLEU and
+    # chrF); older reports name only their headline `metric`.
+    scores = report.get("scores") or [report["metric"]]
+    header = ["model", "runtime"]
+    for score in scores:
+        header += [score["label"], "change (points)"]
+    rows = []
+    for r in report["accuracy"]:
+        values = r.get("values") or {scores[0]["key"]: r["value"]}
+        changes = r.get("changes") or {scores[0]["key"]: r["change"]}
+        cells = [r["name"], r["runtime"]]
+        for score in scores:
+            cells.append(format_number(values.get(score["key"]), ".2f"))
+            cells.append(format_number(changes.get(score["key"]), "+.2f"))
+        rows.append(cells)
+    return _table(header, rows)
+
+
 def render_markdown(report):
     """Returns report.md's text for a `build_report` dict."""
     label = report["metric"]["label"]
@@ -37,15 +56,7 @@ def render_markdown(report):
     if report.get("passed") is not None:
         out += ["", f"Asserts: **{'passed' if report['passed'] else 'FAILED'}**."]
     out += ["", "## Accuracy (test split)", ""]
-    out.append(
-        _table(
-            ["model", "runtime", label, "change (points)"],
-            [
-                [r["name"], r["runtime"], f"{r['value']:.2f}", f"{r['change']:+.2f}"]
-                for r in report["accuracy"]
-            ],
-        )
-    )
+    out.append(_accuracy_table(report))
     out += ["", "## Size", ""]
     size = report["size"]
     out.append(
@@ -149,7 +160,7 @@ def render_markdown(report):
                     [
                         a["name"],
                         f"{a['limit']:.4g}",
-                        f"{a['value']:.4g}",
+                        format_number(a["value"], ".4g"),
                         a.get("worst", ""),
                         "pass" if a["passed"] else "**FAIL**",
                     ]

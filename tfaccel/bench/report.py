@@ -15,6 +15,7 @@ import rich.console
 import rich.table
 
 from tfaccel._io import atomic_file
+from tfaccel.bench import timing
 from tfaccel.bench.markdown import format_number, render_markdown
 from tfaccel.errors import UserError
 
@@ -36,9 +37,20 @@ def gpu_name():
     return out.splitlines()[0] if out else None
 
 
-def _metric(test):
-    # G2P is scored by WER (lower is better), translation by BLEU.
-    return ("wer", "WER %", 100.0, -1) if "wer" in test else ("bleu", "BLEU", 1.0, 1)
+# Scores in the units reported: (key, label, scale, higher is better). G2P
+# is scored by WER and PER (lower is better), translation by BLEU and chrF.
+_SCORES = {
+    "wer": (("wer", "WER %", 100.0, False), ("per", "PER %", 100.0, False)),
+    "bleu": (("bleu", "BLEU", 1.0, True), ("chrf", "chrF", 1.0, True)),
+}
+
+
+def _scores(test):
+    return _SCORES["wer"] if "wer" in test else _SCORES["bleu"]
+
+
+def _scaled(test, key, scale):
+    return None if test.get(key) is None else test[key] * scale
 
 
 def build_report(metrics):
@@ -48,12 +60,23 @@ def build_report(metrics):
         metrics: the dict of a run's `metrics.json`.
 
     Returns:
-        A dict with `name`, `metric` (its key, label, scale and whether
-        higher is better), `accuracy` rows (baseline, stages, final model,
-        exports; each with `value` in the label's units and `change` against
-        the baseline), `size` (parameters and MACs per token against the
-        baseline), `exports`, `benchmark`, `asserts`, `passed`, `layers`,
-        `machine`, `recipe` and `seconds`.
+        A dict with `name`, `metric` (the headline score: its key, label
+        and whether higher is better), `scores` (every score reported, the
+        headline first: WER and PER in percent for G2P, BLEU and chrF for
+        translation), `accuracy` rows (baseline, stages, final model,
+        exports; each with the headline `value` and its `change` against
+        the baseline in points, and `values` and `changes` by score key;
+        None where not measured), `size` (parameters and MACs per token
+        against the baseline), `exports`, `benchmark` (rows with `ratio`:
+        the baseline row's p50 over the row's, at the same batch size),
+        `asserts`, `passed`, `layers`, `machine`, `recipe` and `seconds`.
+
+    Example:
+
+    ```python
+    report = build_report(json.loads(pathlib.Path("metrics.json").read_text()))
+    report["accuracy"][-1]["change"]  # WER points against the baseline
+    ```
     """
     if "recipe" not in metrics or "baseline" not in metrics:
         raise UserError(
@@ -61,15 +84,23 @@ def build_report(metrics):
             "Pass the folder `tfaccel run` wrote (savedmodels/<recipe name>)."
         )
     baseline = metrics["baseline"]
-    key, label, scale, better = _metric(baseline["test"])
+    scores = _scores(baseline["test"])
+    key, label, scale, better = scores[0]
+    reference = {k: _scaled(baseline["test"], k, f) for k, _, f, _ in scores}
 
     def row(name, runtime, test):
-        value = test[key] * scale
+        values = {k: _scaled(test, k, f) for k, _, f, _ in scores}
+        changes = {
+            k: None if v is None or reference[k] is None else v - reference[k]
+            for k, v in values.items()
+        }
         return {
             "name": name,
             "runtime": runtime,
-            "value": value,
-            "change": value - baseline["test"][key] * scale,
+            "value": values[key],
+            "change": changes[key],
+            "values": values,
+            "changes": changes,
             "test": test,
         }
 
@@ -100,7 +131,7 @@ def build_report(metrics):
                 "tokens_equal": (export.get("agreement_with_keras") or {}).get(
                     "tokens"
                 ),
-                "value": export["test"][key] * scale if "test" in export else None,
+                "value": _scaled(export.get("test", {}), key, scale),
             }
         )
     final = metrics.get("final", baseline)
@@ -119,18 +150,31 @@ def build_report(metrics):
     return {
         "name": metrics["recipe"].get("name"),
         "recipe": metrics["recipe"],
-        "metric": {"key": key, "label": label, "higher_is_better": better > 0},
+        "metric": {"key": key, "label": label, "higher_is_better": better},
+        "scores": [
+            {"key": k, "label": text, "higher_is_better": up}
+            for k, text, _, up in scores
+        ],
         "accuracy": accuracy,
         "size": size,
         "final_sparsity": metrics.get("final_sparsity"),
         "exports": exports,
-        "benchmark": metrics.get("benchmark"),
+        "benchmark": _benchmark(metrics.get("benchmark")),
         "asserts": metrics.get("asserts"),
         "passed": metrics.get("passed"),
         "layers": metrics.get("layers"),
         "machine": metrics.get("machine"),
         "seconds": metrics.get("seconds"),
     }
+
+
+def _benchmark(bench):
+    # Rows written without `ratio` get it as the runner computes it: the
+    # "baseline" row's p50 over the row's, at the same batch size.
+    if not bench or all("ratio" in row for row in bench.get("rows", [])):
+        return bench
+    rows = [dict(row) for row in bench.get("rows", [])]
+    return {**bench, "rows": timing.speedups(rows, "baseline")}
 
 
 def _plot_points(report):
@@ -143,21 +187,24 @@ def _plot_points(report):
         points = {
             r["name"]: (r["ms_per_sequence"], values[r["name"]])
             for r in rows
-            if r["batch_size"] == batch and r["name"] in values
+            if r["batch_size"] == batch and values.get(r["name"]) is not None
         }
         x_label = f"ms per sequence, batch {batch} (log scale; lower is better)"
         title = f"{report['name']}: accuracy against generation latency"
         return points, x_label, title, True
+    # Models without a file (the baseline; the final model when no .keras
+    # was exported) are placed at 4 bytes per parameter.
     points = {}
-    fp32_mb = (report["size"]["parameters"]["baseline"] or 0) * 4 / 1e6
-    if fp32_mb:
-        points["baseline"] = (fp32_mb, values["baseline"])
+    for name, model in (("baseline", "baseline"), ("keras", "final")):
+        fp32_mb = (report["size"]["parameters"][model] or 0) * 4 / 1e6
+        if fp32_mb and values[name] is not None:
+            points[name] = (fp32_mb, values[name])
     for e in report["exports"]:
         # The .keras file is not scored on its own: it is the final model.
         value = values["keras"] if e["format"] == "keras" else e["value"]
         if e["gzip_bytes"] and value is not None:
             points[e["format"]] = (e["gzip_bytes"] / 1e6, value)
-    x_label = "gzip MB (baseline: fp32 weights; lower is better)"
+    x_label = "gzip MB (no file: fp32 weights, 4 bytes each; lower is better)"
     title = f"{report['name']}: accuracy against size (no benchmark run)"
     return points, x_label, title, False
 
@@ -255,8 +302,8 @@ def print_summary(report, console=None):
         table.add_row(
             name,
             r["runtime"].split(" (")[0],
-            f"{r['value']:.2f}",
-            f"{r['change']:+.2f}",
+            format_number(r["value"], ".2f"),
+            format_number(r["change"], "+.2f"),
             format_number(gzip.get(name) and gzip[name] / 1e6, ".2f")
             if name in gzip
             else "",
@@ -267,5 +314,6 @@ def print_summary(report, console=None):
     for a in report.get("asserts") or []:
         mark = "[green]pass[/green]" if a["passed"] else "[red]FAIL[/red]"
         console.print(
-            f"assert {a['name']}: {a['value']:.4g} (limit {a['limit']:.4g}) {mark}"
+            f"assert {a['name']}: {format_number(a['value'], '.4g')} "
+            f"(limit {a['limit']:.4g}) {mark}"
         )
