@@ -25,6 +25,7 @@ import numpy as np
 
 from tfaccel._io import atomic_dir
 from tfaccel.clustering import _state as cluster_state
+from tfaccel.errors import UserError
 from tfaccel.pruning import _state as pruning_state
 from tfaccel.quantization import _state as qat_state
 
@@ -147,7 +148,8 @@ def restore(folder, model, trained=None, with_optimizer=True):
             whose optimizer is not used again).
 
     Raises:
-        ValueError: if the rebuilt model's variables do not match.
+        UserError: if the rebuilt model's variables do not match (rerun
+            with --restart).
     """
     state = json.loads((folder / "state.json").read_text())
     if with_optimizer:
@@ -158,17 +160,19 @@ def restore(folder, model, trained=None, with_optimizer=True):
     with np.load(folder / "arrays.npz") as arrays:
         for kind, variables in groups.items():
             if state["counts"].get(kind) != len(variables):
-                raise ValueError(
+                raise UserError(
                     f"Checkpoint {folder} holds {state['counts'].get(kind)} "
-                    f"'{kind}' variables; the rebuilt stage has {len(variables)}."
+                    f"'{kind}' variables; the rebuilt stage has {len(variables)}. "
+                    "It was written by another version of the recipe or of "
+                    "tfaccel; rerun with --restart."
                 )
             for i, variable in enumerate(variables):
                 value = arrays[f"{kind}/{i}"]
                 if tuple(value.shape) != tuple(variable.shape):
-                    raise ValueError(
+                    raise UserError(
                         f"Checkpoint {folder}: '{kind}/{i}' ({variable.path}) has "
                         f"shape {value.shape}; the rebuilt stage has "
-                        f"{tuple(variable.shape)}."
+                        f"{tuple(variable.shape)}. Rerun with --restart."
                     )
                 variable.assign(value)
     _set_counters(model, state["counters"])
