@@ -1,6 +1,7 @@
 """`Seq2SeqDistiller`: `keras.distillation.Distiller` for encoder-decoders."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfaccel.distillation.losses import HiddenStateDistillation, TokenDistillation
@@ -20,6 +21,9 @@ class Seq2SeqDistiller(keras.distillation.Distiller):
     all averaged over real tokens only. Keras's `Distiller` averages over
     padding too and ignores sample weights, so `compute_loss` is replaced;
     feature extraction, teacher freezing and loss tracking are Keras's.
+    Under MirroredStrategy the KD terms average over the real tokens of the
+    whole global batch, as on one device; the student loss is reduced the
+    way Keras reduces it for any model.
 
     Fit it like the student; afterwards `distiller.student` is the trained
     model. Pruning, clustering or QAT applied to the student keep working:
@@ -131,9 +135,13 @@ class Seq2SeqDistiller(keras.distillation.Distiller):
                 distillation_loss = distillation_loss + weight * value
         alpha = self.student_loss_weight
         total = alpha * student_loss + (1 - alpha) * distillation_loss
-        self.student_loss_tracker.update_state(student_loss)
-        self.distillation_loss_tracker.update_state(distillation_loss)
-        self.total_loss_tracker.update_state(total)
+        # Under a strategy each replica's loss is its share, about 1/replicas
+        # of the batch's (Keras adds their gradients); the trackers report
+        # whole-batch values, as Keras's own `loss` does.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.student_loss_tracker.update_state(student_loss * replicas)
+        self.distillation_loss_tracker.update_state(distillation_loss * replicas)
+        self.total_loss_tracker.update_state(total * replicas)
         return total
 
 

@@ -6,6 +6,7 @@ these subclasses take the padding mask and average over real tokens only.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -88,8 +89,24 @@ class HiddenStateDistillation(keras.distillation.FeatureDistillation):
 
 
 def _masked_mean(values, mask):
-    """Mean of `values` (batch, len) over the positions where `mask` is set."""
+    """Mean of `values` (batch, len) over the positions where `mask` is set.
+
+    Under a distribution strategy, each replica divides its sum by the token
+    count of the whole global batch. Keras adds the replicas' gradients, so
+    training follows the global batch's mean, as on one device, however the
+    padding is split between replicas.
+    """
     if mask is None:
-        return ops.mean(values)
+        mask = ops.ones_like(values)
     mask = ops.cast(mask, values.dtype)
-    return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
+    count = _sum_over_replicas(ops.sum(mask))
+    return ops.sum(values * mask) / ops.maximum(count, 1.0)
+
+
+def _sum_over_replicas(value):
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    # All replicas in sync, across workers too (MultiWorkerMirroredStrategy),
+    # the way the gradients are added.
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
