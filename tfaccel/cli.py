@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from tfaccel.errors import UserError
+from tfaccel.errors import UserError, WorkerLostError
 
 EXAMPLES = """examples:
   tfaccel baseline --task g2p --preset small
@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   tfaccel run recipes/g2p-prune50-qat-int8.yaml
   tfaccel report savedmodels/g2p-prune50-qat-int8
   tfaccel summary savedmodels/g2p-prune50-qat-int8
+  tfaccel bench savedmodels/g2p-prune50-qat-int8 --threads 1
   tfaccel export savedmodels/g2p-baseline --formats saved_model,tflite_int8,onnx \
       --out savedmodels/g2p
 """
@@ -40,9 +41,13 @@ def _parser():
         "savedmodels/NAME/. Every stage saves a checkpoint at each epoch end: "
         "after a crash, the same command continues from the last epoch. "
         "Exit codes: 0 done, 1 an `assert` limit was missed (the run folder "
-        "is still written), 2 a user error.",
+        "is still written), 2 a user error, 3 a worker of a multi-worker job "
+        "was lost (rerun every worker to resume).",
         epilog="examples:\n  tfaccel run recipes/g2p-prune50-qat-int8.yaml\n"
-        "  tfaccel run recipes/g2p-prune50-qat-int8.yaml --restart",
+        "  tfaccel run recipes/g2p-prune50-qat-int8.yaml --restart\n"
+        "  # two machines; the same list on both, each with its own index:\n"
+        "  tfaccel run RECIPE --workers 10.0.0.1:2222,10.0.0.2:2222 "
+        "--worker-index 0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
@@ -52,6 +57,18 @@ def _parser():
         "--restart",
         action="store_true",
         help="discard the checkpoints of an interrupted run and start afresh",
+    )
+    run.add_argument(
+        "--workers",
+        metavar="HOST:PORT,...",
+        help="every worker of a multi-worker job, chief first (sets TF_CONFIG); "
+        "the recipe's distribute.strategy must be multi_worker or auto",
+    )
+    run.add_argument(
+        "--worker-index",
+        type=int,
+        metavar="I",
+        help="this worker's position in --workers (0 is the chief)",
     )
     validate = commands.add_parser("validate", help="check a recipe without running it")
     validate.add_argument("recipe", help="path of a YAML recipe")
@@ -76,6 +93,7 @@ def _parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     summary.add_argument("model", help="a .keras file, or a folder with model.keras")
+    _add_bench(commands)
     return parser
 
 
@@ -105,6 +123,90 @@ def _add_export(commands):
     export.add_argument(
         "--samples", type=int, default=64, help="test sources to verify on"
     )
+
+
+def _add_bench(commands):
+    bench = commands.add_parser(
+        "bench",
+        help="time, measure and score every runtime of a run",
+        description="Times greedy generation of whole sequences in every runtime "
+        "(each in a fresh process, with the same pinned threads), and reports "
+        "p50/p90/p99 ms per sequence, tokens per second, peak RSS, size (raw and "
+        "gzip) and test accuracy, in OUT/bench.json and OUT/bench.md. --compare "
+        "prints the p50s of several bench.json side by side, only when they were "
+        "measured on the same CPU model, core count and threads.",
+        epilog="examples:\n  tfaccel bench savedmodels/g2p-prune50-qat-int8\n"
+        "  tfaccel bench savedmodels/g2p/model_int8.tflite savedmodels/g2p/onnx "
+        "--task g2p --out bench/g2p\n"
+        "  tfaccel bench --compare savedmodels/a/bench.json savedmodels/b/bench.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "paths",
+        nargs="*",
+        metavar="RUN_DIR_OR_ARTIFACT",
+        help="a folder written by `tfaccel run`, or artifacts: a .keras or .tflite "
+        "file, a SavedModel folder, an ONNX folder",
+    )
+    bench.add_argument(
+        "--compare", nargs="+", metavar="BENCH_JSON", help="bench.json files to compare"
+    )
+    bench.add_argument(
+        "--task", default=None, help="g2p or translation (default: the run's)"
+    )
+    bench.add_argument(
+        "--threads", type=int, default=1, help="threads of every runtime (default 1)"
+    )
+    bench.add_argument(
+        "--batch-sizes", default="1,16", help="comma-separated (default: 1,16)"
+    )
+    bench.add_argument("--warmup", type=int, default=5, help="untimed calls (5)")
+    bench.add_argument("--repeats", type=int, default=30, help="timed calls (30)")
+    bench.add_argument(
+        "--test-examples",
+        type=int,
+        default=None,
+        help="score on the first N test examples (default: the whole split)",
+    )
+    bench.add_argument(
+        "--out", default=None, help="folder for bench.json (default: the run folder)"
+    )
+
+
+def _cmd_bench(args):
+    from tfaccel.bench import harness
+
+    if args.compare:
+        if args.paths:
+            raise UserError(
+                "Pass either runs to time or --compare with bench.json files, not "
+                f"both. Received: {' '.join(args.paths)} --compare ..."
+            )
+        print(harness.compare(args.compare))
+        return 0
+    if not args.paths:
+        raise UserError(
+            "Pass a run folder or artifacts to time, or --compare A/bench.json "
+            "B/bench.json. Received: no paths"
+        )
+    try:
+        sizes = [int(size) for size in args.batch_sizes.split(",")]
+    except ValueError:
+        raise UserError(
+            f"--batch-sizes takes ints, e.g. 1,16. Received: {args.batch_sizes}"
+        ) from None
+    report = harness.run_bench(
+        args.paths,
+        out=args.out,
+        task=args.task,
+        threads=args.threads,
+        batch_sizes=sizes,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        test_examples=args.test_examples,
+    )
+    print(harness.table(*harness.bench_rows(report)))
+    return 0
 
 
 def _add_baseline(commands):
@@ -183,6 +285,8 @@ def _cmd_run(args):
     from tfaccel.recipe.loader import load_recipe
 
     recipe = load_recipe(args.recipe)
+    if args.workers is not None or args.worker_index is not None:
+        _set_cluster(args, recipe)
     from tfaccel.recipe.runner import run_recipe
 
     result = run_recipe(recipe, restart=args.restart)
@@ -196,6 +300,24 @@ def _cmd_run(args):
             )
         return 1
     return 0
+
+
+def _set_cluster(args, recipe):
+    from tfaccel.distribute import tf_config
+
+    if args.workers is None or args.worker_index is None:
+        raise UserError(
+            "A multi-worker run needs both --workers HOST:PORT,... and "
+            "--worker-index I. Received: "
+            f"--workers {args.workers} --worker-index {args.worker_index}"
+        )
+    if recipe.distribute.strategy not in ("multi_worker", "auto"):
+        raise UserError(
+            f"--workers needs `distribute: {{strategy: multi_worker}}` (or auto) in "
+            f"the recipe. Received: strategy={recipe.distribute.strategy!r}"
+        )
+    workers = [w.strip() for w in args.workers.split(",") if w.strip()]
+    os.environ["TF_CONFIG"] = tf_config(workers, args.worker_index)
 
 
 def _cmd_export(args):
@@ -306,6 +428,7 @@ COMMANDS = {
     "export": _cmd_export,
     "report": _cmd_report,
     "summary": _cmd_summary,
+    "bench": _cmd_bench,
 }
 
 
@@ -320,6 +443,9 @@ def main(argv=None):
     except UserError as error:
         print(f"tfaccel: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except WorkerLostError as error:
+        print(f"tfaccel: error: {_one_line(error)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(
             "tfaccel: interrupted; nothing half-written was published.", file=sys.stderr

@@ -9,6 +9,14 @@ class UserError(ValueError):
     """A mistake in the user's input: names the problem and how to fix it."""
 
 
+class WorkerLostError(RuntimeError):
+    """Another worker of a multi-worker job stopped or became unreachable.
+
+    Not the user's mistake, but not a bug either: the CLI prints the message
+    (which says how to resume) as one line and exits with code 3.
+    """
+
+
 class MissingExtraError(UserError, ImportError):
     """An optional dependency is missing; the message names the pip extra."""
 

@@ -11,6 +11,7 @@ ROW_KEYS = {
     "runs",
     "p50_ms",
     "p90_ms",
+    "p99_ms",
     "ms_per_sequence",
     "tokens_per_second",
     "sequences_per_second",
@@ -89,6 +90,19 @@ def test_summarize_rows():
     assert row["tokens_per_second"] == pytest.approx(32 / 0.1)
     assert row["sequences_per_second"] == pytest.approx(8 / 0.1)
     assert row["mean_tokens"] == pytest.approx(4.0)
+
+
+def test_summarize_reports_p99_between_p90_and_the_slowest_call():
+    # 100 calls of 1..100 ms: numpy's linear percentiles are 50.5, 90.1, 99.01.
+    seconds = np.arange(1, 101) / 1e3
+    row = timing.summarize(seconds, [1] * 100, batch_size=1)
+    assert row["p50_ms"] == pytest.approx(50.5)
+    assert row["p90_ms"] == pytest.approx(90.1)
+    assert row["p99_ms"] == pytest.approx(99.01)
+    # One slow outlier moves p99, not p50 or p90.
+    row = timing.summarize([0.010] * 99 + [1.0], [1] * 100, batch_size=4)
+    assert row["p50_ms"] == row["p90_ms"] == pytest.approx(10.0)
+    assert row["p99_ms"] == pytest.approx(10.0 + 0.01 * 990.0)
 
 
 # === time_generation ===

@@ -57,8 +57,10 @@ def summarize(seconds, tokens, batch_size):
         batch_size: sequences per call.
 
     Returns:
-        A dict: `batch_size`, `runs`, `p50_ms` and `p90_ms` (milliseconds
-        per call, i.e. per batch), `ms_per_sequence` (p50 / batch size),
+        A dict: `batch_size`, `runs`, `p50_ms`, `p90_ms` and `p99_ms`
+        (milliseconds per call, i.e. per batch; linearly interpolated
+        percentiles, so with fewer than 100 runs p99 lies between the two
+        slowest), `ms_per_sequence` (p50 / batch size),
         `tokens_per_second` and `sequences_per_second` (over the summed
         time of all timed calls), `mean_tokens` (per sequence).
     """
@@ -71,6 +73,7 @@ def summarize(seconds, tokens, batch_size):
         "runs": len(seconds),
         "p50_ms": p50,
         "p90_ms": float(np.percentile(milliseconds, 90)),
+        "p99_ms": float(np.percentile(milliseconds, 99)),
         "ms_per_sequence": p50 / batch_size,
         "tokens_per_second": float(np.sum(tokens)) / total,
         "sequences_per_second": sequences / total,

@@ -463,12 +463,16 @@ def _is_qat(model):
     return bool(_state.find_states(model))
 
 
-def load(format, path):
+def load(format, path, threads=None):
     """Returns the runner of an exported artifact, with its `generate`.
 
     Args:
         format: a name from `FORMATS`.
         path: the artifact's file or folder (`Artifact.path`).
+        threads: int, the LiteRT interpreter's `num_threads` or ONNX Runtime's
+            `intra_op_num_threads`; None keeps their default (1). TensorFlow's
+            threads belong to the process: set them with
+            `tf.config.threading` before a SavedModel runs any op.
 
     Returns:
         A `SavedModelRunner`, `LiteRTModel`, `ORTModel` or `TensorRTModel`:
@@ -476,6 +480,7 @@ def load(format, path):
         Keras model's `generate`.
     """
     _check_formats([format])
+    options = {} if threads is None else {"num_threads": threads}
     if format == "saved_model":
         from tfaccel.export.saved_model import SavedModelRunner
 
@@ -483,14 +488,14 @@ def load(format, path):
     if format in TFLITE_FORMATS:
         from tfaccel.export.tflite import LiteRTModel
 
-        return LiteRTModel(path)
+        return LiteRTModel(path, **options)
     if format == "tensorrt":
         from tfaccel.export.tensorrt import TensorRTModel
 
         return TensorRTModel(path)
     from tfaccel.export.onnx import ORTModel
 
-    return ORTModel(path)
+    return ORTModel(path, **options)
 
 
 def copy_versions(source, target):

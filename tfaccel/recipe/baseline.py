@@ -83,6 +83,27 @@ def build_model(config, task):
     return Seq2SeqTransformer.from_preset(config.preset, **overrides)
 
 
+def for_replicas(dataset, replicas):
+    """Returns `dataset` ready to be split over `replicas` replicas.
+
+    A batch smaller than the replicas would leave one of them without
+    examples, and the loss averaged over its real tokens undefined, so
+    such batches (at most one per length bucket and epoch) are dropped.
+    Under several workers, each takes its share of every global batch
+    (auto-sharding by data: the task datasets are built in memory).
+    """
+    if replicas == 1:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    dataset = dataset.filter(
+        lambda *batch: tf.shape(tf.nest.flatten(batch)[0])[0] >= replicas
+    )
+    return dataset.with_options(options)
+
+
 def count_batches(dataset):
     """Returns the number of batches in one pass over `dataset`."""
     return int(dataset.reduce(0, lambda count, _: count + 1))
@@ -119,7 +140,7 @@ def _masked_loss(label_smoothing):
     return SmoothedSparseCrossentropy(label_smoothing)
 
 
-def train_baseline(config, output_root="savedmodels", verbose="auto"):
+def train_baseline(config, output_root="savedmodels", verbose="auto", strategy=None):
     """Trains, evaluates and saves a baseline.
 
     Writes `<output_root>/baseline-<task>-<preset>/` atomically, holding
@@ -130,19 +151,25 @@ def train_baseline(config, output_root="savedmodels", verbose="auto"):
         config: a `BaselineConfig`.
         output_root: folder that receives the baseline folder.
         verbose: Keras `fit` verbosity (progress bars by default).
+        strategy: a `tf.distribute.Strategy` to train under; `config`'s
+            batch size is then the global batch.
 
     Returns:
         A tuple `(model, metrics)`.
     """
+    strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(config.seed)
     task = tasks.get_task(config.task, config.max_examples)
-    model = build_model(config, task)
+    replicas = strategy.num_replicas_in_sync
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+    train = for_replicas(train, replicas)
     steps_per_epoch = count_batches(train)
     train = train.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
-    valid = task.dataset("valid", config.batch_size)
+    valid = for_replicas(task.dataset("valid", config.batch_size), replicas)
     valid = valid.apply(tf.data.experimental.assert_cardinality(count_batches(valid)))
-    compile_model(model, config, steps_per_epoch * config.epochs)
+    with strategy.scope():
+        model = build_model(config, task)
+        compile_model(model, config, steps_per_epoch * config.epochs)
     out = pathlib.Path(output_root) / config.name
     with atomic_dir(out, replace=True) as tmp:
         start = time.perf_counter()

@@ -11,6 +11,7 @@ import importlib
 import json
 import pathlib
 import shutil
+import tempfile
 import time
 
 from tfaccel import tasks
@@ -18,7 +19,15 @@ from tfaccel._io import atomic_dir, atomic_file
 from tfaccel.bench.layers import layer_rows
 from tfaccel.bench.machine import machine_info
 from tfaccel.bench.report import gpu_name, print_summary, write_report
-from tfaccel.errors import UserError
+from tfaccel.distribute import (
+    get_strategy,
+    in_scope,
+    is_chief,
+    is_multi_worker,
+    lost_worker_message,
+    out_of_scope,
+)
+from tfaccel.errors import UserError, WorkerLostError
 from tfaccel.export.api import copy_versions
 from tfaccel.models import save_model
 from tfaccel.recipe import baseline as baseline_lib
@@ -26,26 +35,39 @@ from tfaccel.recipe.progress import RunProgress
 from tfaccel.recipe.registry import registered_modifiers
 
 
-def baseline_config(recipe):
-    """Returns the `BaselineConfig` a recipe asks for."""
+def baseline_config(recipe, replicas=1):
+    """Returns the `BaselineConfig` a recipe asks for.
+
+    The recipe's batch size is per replica: with `replicas` replicas the
+    global batch is that many times larger, and the learning rate follows
+    the recipe's `distribute.learning_rate` rule.
+    """
+    from tfaccel.distribute import scaled_learning_rate
+
     return baseline_lib.BaselineConfig(
         task=recipe.task.name,
         preset=recipe.model.preset,
         epochs=recipe.baseline.epochs,
-        batch_size=recipe.baseline.batch_size,
-        learning_rate=recipe.baseline.learning_rate,
+        batch_size=recipe.baseline.batch_size * replicas,
+        learning_rate=scaled_learning_rate(
+            recipe.baseline.learning_rate, replicas, recipe.distribute.learning_rate
+        ),
         warmup_steps=recipe.baseline.warmup_steps,
         max_examples=recipe.task.max_examples,
         overrides=dict(recipe.model.overrides),
     )
 
 
-def ensure_baseline(config, output_root, cache=True, log=print):
+def ensure_baseline(
+    config, output_root, cache=True, log=print, strategy=None, write_root=None
+):
     """Returns `(model, metrics)` of the baseline, training it if needed.
 
     A cached baseline is reused only when it was trained with the same
     config (task, preset, epochs, data size, ...) on the same data: the
     SHA-256 of the task's pairs (`_Task.fingerprint`), where it was saved.
+    A baseline trained here is trained under `strategy` and written under
+    `write_root` (default: `output_root`).
     """
     folder = pathlib.Path(output_root) / config.name
     wanted = _cache_key(dataclasses.asdict(config))
@@ -61,7 +83,9 @@ def ensure_baseline(config, output_root, cache=True, log=print):
         what = "settings" if same_data else "data"
         log(f"Cached baseline {folder} has other {what}; retraining it.")
     log(f"Training baseline {folder} ({config.epochs} epochs)")
-    return baseline_lib.train_baseline(config, output_root)
+    return baseline_lib.train_baseline(
+        config, write_root or output_root, strategy=strategy
+    )
 
 
 def _cache_key(config):
@@ -101,22 +125,63 @@ def run_recipe(recipe, root=".", log=print, restart=False):
     run folder is published only when everything succeeded; then the
     resume folder is removed.
 
+    Under a `distribute` strategy, the baseline (when not cached) and the
+    stages train on every replica, with `baseline.batch_size` examples per
+    replica. In a multi-worker job every worker runs this function; only
+    the chief (worker 0) writes the baseline, the checkpoints and the run
+    folder, and the other workers read the chief's checkpoints to resume.
+
     Args:
         recipe: a validated `tfaccel.recipe.schema.Recipe`.
         root: folder the recipe's relative paths are taken from.
         log: callable for progress lines.
         restart: True to discard a killed run's checkpoints and start afresh.
+
+    Raises:
+        WorkerLostError: a worker of a multi-worker job stopped mid-run.
     """
+    import tensorflow as tf
+
     _check_supported(recipe)
+    strategy = get_strategy(
+        recipe.distribute.strategy, timeout=recipe.distribute.timeout_seconds
+    )
+    try:
+        if is_chief(strategy):
+            return _run(recipe, root, log, restart, strategy, None)
+        # Non-chief workers train in step with the chief but write nothing
+        # the user sees: their copies go to a scratch folder.
+        with tempfile.TemporaryDirectory(prefix="tfaccel-worker-") as scratch:
+            return _run(recipe, root, log, restart, strategy, pathlib.Path(scratch))
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        if not is_multi_worker(strategy):
+            raise
+        resume = recipe.run_dir(root).parent / f".{recipe.name}.resume"
+        raise WorkerLostError(lost_worker_message(error, resume)) from None
+
+
+def _run(recipe, root, log, restart, strategy, scratch):
     run_dir = recipe.run_dir(root)
     output_root = run_dir.parent
+    write_root = scratch or output_root
     start = time.perf_counter()
-    config = baseline_config(recipe)
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        log(
+            f"Training on {replicas} replicas ({type(strategy).__name__}): global "
+            f"batch {recipe.baseline.batch_size * replicas}"
+        )
+    config = baseline_config(recipe, replicas)
     if recipe.model.path:
         model, metrics = _load_given_model(recipe, root, log)
     else:
         model, metrics = ensure_baseline(
-            config, output_root, recipe.baseline.cache, log=log
+            config,
+            output_root,
+            recipe.baseline.cache,
+            log=log,
+            strategy=strategy,
+            write_root=write_root,
         )
     log(f"Baseline test: {tasks.format_metrics(metrics['test'])}")
     result = {
@@ -126,33 +191,55 @@ def run_recipe(recipe, root=".", log=print, restart=False):
     }
     # `teacher: baseline` reads the model the recipe started from, untouched
     # by the stages (which change `model` in place).
+    baseline_folder = write_root / config.name  # a non-chief's own copy
+    if not baseline_folder.is_dir():
+        baseline_folder = output_root / config.name
     teacher_path = (
         pathlib.Path(root) / recipe.model.path
         if recipe.model.path
-        else output_root / config.name / "model.keras"
+        else baseline_folder / "model.keras"
     )
-    resume = _resume_folder(recipe, output_root, restart, log)
+    resume = _resume_folder(
+        recipe, output_root, restart, log, replicas, writable=not scratch
+    )
     progress = RunProgress(sum(s.epochs for s in recipe.stages), log)
-    with atomic_dir(run_dir, replace=True) as tmp:
-        if "saved_model" in recipe.export:
-            # Earlier SavedModel versions survive the rerun: never rewritten.
-            copy_versions(run_dir, tmp)
-        task = tasks.get_task(recipe.task.name, recipe.task.max_examples)
+    task = tasks.get_task(recipe.task.name, recipe.task.max_examples)
+    if recipe.stages:
+        model = in_scope(model, strategy)
+    with strategy.scope():
         if recipe.stages and recipe.precision != "float32":
             model = _with_policy(model, recipe.precision)
             log(f"Training stages in {recipe.precision}")
         for index, stage in enumerate(recipe.stages):
-            folder = resume / f"stage-{index}-{stage.name}"
+            name = f"stage-{index}-{stage.name}"
             model, stage_result = _run_stage(
-                model, stage, task, config, folder, log, teacher_path, progress
+                model,
+                stage,
+                task,
+                config,
+                (scratch / "resume" if scratch else resume) / name,
+                log,
+                teacher_path,
+                progress,
+                read_folder=resume / name if resume else None,
             )
             result["stages"].append(stage_result)
-        if (resume / "logs").is_dir():
-            shutil.copytree(resume / "logs", tmp / "logs")
         if recipe.stages:
             model = _strip(model)
             if recipe.precision != "float32":
                 model = _with_policy(model, "float32")
+    if scratch:
+        log("Stages done; the chief worker writes the run folder")
+        return result
+    # Exports trace and convert the model: from plain variables.
+    model = out_of_scope(model)
+    with atomic_dir(run_dir, replace=True) as tmp:
+        if "saved_model" in recipe.export:
+            # Earlier SavedModel versions survive the rerun: never rewritten.
+            copy_versions(run_dir, tmp)
+        if (resume / "logs").is_dir():
+            shutil.copytree(resume / "logs", tmp / "logs")
+        if recipe.stages:
             final = task.evaluate(model, "test")
             result["final"] = {"test": final, **_size(model)}
             log(f"Final (stripped) test: {tasks.format_metrics(final)}")
@@ -297,17 +384,27 @@ def _sparsity(model, recipe):
     return zeros / max(total, 1)
 
 
-def _resume_folder(recipe, output_root, restart, log):
+def _resume_folder(recipe, output_root, restart, log, replicas=1, writable=True):
     """Returns the resume folder of `recipe`, emptied if it cannot be used.
 
     The folder is keyed by everything that shapes the stages' weights: a
     recipe whose task, model, baseline, precision or stages changed since
-    the killed run starts afresh (export and assert settings may change).
+    the killed run, or a run on another number of replicas, starts afresh
+    (export and assert settings may change).
+
+    A non-chief worker (`writable=False`) changes nothing: it gets the
+    folder to read the chief's checkpoints from, or None where the chief
+    starts afresh.
     """
     folder = pathlib.Path(output_root) / f".{recipe.name}.resume"
     shaping = {"task", "model", "baseline", "precision", "stages"}
     key = recipe.model_dump(mode="json", by_alias=True, include=shaping)
+    if replicas > 1:
+        key["replicas"] = replicas
     key_file = folder / "recipe.json"
+    if not writable:
+        usable = not restart and key_file.is_file()
+        return folder if usable and json.loads(key_file.read_text()) == key else None
     if folder.is_dir():
         if restart:
             log(f"--restart: removing the checkpoints in {folder}")
@@ -332,7 +429,15 @@ def _applier(modifier):
 
 
 def _run_stage(
-    model, stage, task, config, folder, log, teacher_path=None, progress=None
+    model,
+    stage,
+    task,
+    config,
+    folder,
+    log,
+    teacher_path=None,
+    progress=None,
+    read_folder=...,
 ):
     """Applies a stage's modifiers, fine-tunes, evaluates; returns the model.
 
@@ -346,7 +451,12 @@ def _run_stage(
     once it is finished, `result.json`. A finished stage is rebuilt (its
     modifiers applied again, without a teacher) and its weights restored,
     not trained again; a stage with a checkpoint continues after its last
-    saved epoch.
+    saved epoch. Those are read from `read_folder` (default: `folder`; a
+    non-chief worker reads the chief's, None: start afresh).
+
+    Runs under the strategy whose scope it is called in: the data are
+    split over its replicas, and a worker lost mid-fit raises
+    `WorkerLostError`.
     """
     import keras
     import tensorflow as tf
@@ -356,9 +466,14 @@ def _run_stage(
     from tfaccel.recipe import checkpoint
 
     progress = progress or RunProgress(stage.epochs, log)
+    strategy = tf.distribute.get_strategy()
+    read_folder = folder if read_folder is ... else read_folder
     done = folder / "result.json"
-    finished = json.loads(done.read_text()) if done.is_file() else None
+    finished = None
+    if read_folder is not None and (read_folder / "result.json").is_file():
+        finished = json.loads((read_folder / "result.json").read_text())
     train = task.dataset("train", config.batch_size, shuffle=True, seed=config.seed)
+    train = baseline_lib.for_replicas(train, strategy.num_replicas_in_sync)
     distilled = [m for m in stage.modifiers if m.type == "distillation"]
     teacher = None
     if distilled and finished is None:
@@ -384,8 +499,9 @@ def _run_stage(
         else:
             model = trained = apply(model, modifier, steps)
     saved = folder / "checkpoint"
+    restore_from = None if read_folder is None else read_folder / "checkpoint"
     if finished is not None:
-        checkpoint.restore(saved, model, with_optimizer=False)
+        checkpoint.restore(restore_from, model, with_optimizer=False)
         progress.skip(stage.epochs)
         log(f"Stage '{stage.name}' finished in an earlier run; restored its weights")
         return model, finished["result"]
@@ -393,8 +509,8 @@ def _run_stage(
     tune = dataclasses.replace(config, learning_rate=stage.learning_rate)
     baseline_lib.compile_model(trained, tune, steps * stage.epochs)
     initial_epoch = 0
-    if checkpoint.saved_epoch(saved) is not None:
-        initial_epoch = checkpoint.restore(saved, model, trained)
+    if restore_from is not None and checkpoint.saved_epoch(restore_from) is not None:
+        initial_epoch = checkpoint.restore(restore_from, model, trained)
         progress.skip(initial_epoch)
         log(
             f"Stage '{stage.name}': resuming after epoch {initial_epoch} of "
@@ -588,14 +704,3 @@ def _check_supported(recipe):
         from tfaccel.export import tensorrt
 
         tensorrt.check_available()
-    unsupported = {
-        "distribute.strategy": (
-            None if recipe.distribute.strategy == "none" else recipe.distribute.strategy
-        ),
-    }
-    for key, value in unsupported.items():
-        if value is not None:
-            raise UserError(
-                f"This version of tfaccel cannot run `{key}` yet; remove it from "
-                f"the recipe (or set the default). Received: {key}={value!r}"
-            )

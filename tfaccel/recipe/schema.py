@@ -168,7 +168,12 @@ class BaselineConfig(_Config):
     cache: bool = Field(
         default=True, description="Reuse a baseline trained with the same settings."
     )
-    batch_size: int = Field(default=128, gt=0, description="Global batch size.")
+    batch_size: int = Field(
+        default=128,
+        gt=0,
+        description="Examples per step and replica (the global batch is this "
+        "times the replicas; see distribute).",
+    )
     learning_rate: _yaml_float(gt=0) = Field(
         default=0.002, description="Peak learning rate."
     )
@@ -182,8 +187,22 @@ class DistributeConfig(_Config):
 
     strategy: Literal["none", "mirrored", "multi_worker", "auto"] = Field(
         default="none",
-        description="none: one device; mirrored: all local GPUs; multi_worker: "
-        "machines from TF_CONFIG; auto: pick from what is available.",
+        description="none: one device; mirrored: all local GPUs (or logical "
+        "CPUs); multi_worker: the machines of --workers or TF_CONFIG; auto: "
+        "multi_worker with a cluster, else mirrored with 2+ GPUs, else none.",
+    )
+    learning_rate: Literal["linear", "sqrt", "constant"] = Field(
+        default="linear",
+        description="How learning rates follow the global batch, which is "
+        "batch_size per replica times the replicas: linear (times the "
+        "replicas), sqrt, or constant.",
+    )
+    timeout_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="multi_worker: seconds any wait on another worker may take "
+        "before the job fails with a message (collectives, start-up).",
     )
 
 

@@ -1,0 +1,425 @@
+"""`tfaccel bench`: latency, memory, size and accuracy of every runtime of a run.
+
+Each runtime (Keras, SavedModel, LiteRT, ONNX Runtime, TensorRT) runs in its
+own fresh Python process, one after another, with the same pinned threads. It
+times greedy generation of whole test sources (warm-up, then timed repeats,
+`tfaccel.bench.timing`), smallest batch size first, reading the process's
+peak RSS (`ru_maxrss`) after each size; then it scores the test split.
+
+```python
+report = run_bench(["savedmodels/g2p-prune50-qat-int8"], threads=1)
+print(compare(["a/bench.json", "b/bench.json"]))  # same CPU, cores, threads only
+```
+"""
+
+import dataclasses
+import gzip
+import importlib
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from tfaccel.bench.bench_files import (  # noqa: F401 (re-exported)
+    bench_rows,
+    compare,
+    render_markdown,
+    table,
+    write_bench,
+)
+from tfaccel.errors import UserError
+
+RSS_METHOD = (
+    "ru_maxrss of a fresh process per runtime, read after timing each batch size "
+    "(smallest first), minus that process's ru_maxrss after its imports and test "
+    "data, before it loaded the model"
+)
+# Imported before the memory baseline, by format prefix; every process also
+# imports tfaccel.models (the generation loops use it).
+_MODULES = {
+    "keras": (),
+    "saved_model": ("tfaccel.export.saved_model",),
+    "tflite": ("ai_edge_litert.interpreter", "tfaccel.export.tflite"),
+    "onnx": ("onnxruntime", "tfaccel.export.onnx"),
+    "tensorrt": ("tfaccel.export.tensorrt",),
+}
+
+
+@dataclasses.dataclass
+class Target:
+    """One artifact to time: `format` ("keras" or an export format) picks the
+    runtime; `run_dir` is the folder whose metrics.json describes it."""
+
+    name: str
+    format: str
+    path: str
+    run_dir: str | None = None
+
+
+# === Inputs ===
+
+
+def find_targets(paths):
+    """Returns the `Target`s of run folders and artifact paths, in order.
+
+    A run folder (with `model.keras`) gives its Keras model and every export
+    its metrics.json lists; an artifact is a `.keras` or `.tflite` file, a
+    SavedModel version or base folder, or an ONNX or TensorRT folder.
+    """
+    targets = []
+    for given in paths:
+        path = pathlib.Path(given)
+        if _is_run(path):
+            targets += _run_targets(path)
+        else:
+            targets.append(_artifact_target(path, given))
+    return _unique_names(targets)
+
+
+def _is_run(path):
+    return path.is_dir() and (path / "model.keras").is_file()
+
+
+def _run_targets(folder):
+    targets = [Target("keras", "keras", str(folder / "model.keras"), str(folder))]
+    for name, export in _metrics(folder).get("exports", {}).items():
+        if name == "keras" or "file" not in export:  # "keras" is model.keras
+            continue
+        path = folder / export["file"]
+        if not path.exists():
+            raise UserError(
+                f"{folder}/metrics.json lists the export {name}, but '{path}' is "
+                f"missing. Export it again. Received: file={export['file']}"
+            )
+        fmt = name if "runtime" in export else "keras"  # keras_int8: a .keras
+        targets.append(Target(name, fmt, str(path), str(folder)))
+    return targets
+
+
+def _artifact_target(path, given):
+    from tfaccel.export.api import TFLITE_FORMATS
+
+    run_dir = _run_dir_of(path)
+    if path.is_file() and path.suffix == ".keras":
+        name = "keras" if path.stem == "model" else path.stem.removeprefix("model_")
+        return Target(name, "keras", str(path), run_dir)
+    if path.is_file() and path.suffix == ".tflite":
+        name = "tflite_" + path.stem.removeprefix("model_")
+        fmt = name if name in TFLITE_FORMATS else "tflite_fp32"
+        return Target(name, fmt, str(path), run_dir)
+    # A SavedModel version folder, or a base folder: its newest version.
+    versions = [p.parent for p in path.glob("[0-9]*/saved_model.pb")]
+    versions = [path] if (path / "saved_model.pb").is_file() else versions
+    for folder in sorted(versions, key=lambda p: -int(p.name)):
+        return Target("saved_model", "saved_model", str(folder), _run_dir_of(folder))
+    for fmt, file in (("onnx", "encode.onnx"), ("tensorrt", "encode.plan")):
+        if (path / file).is_file():
+            name = path.name if path.name.startswith(fmt) else fmt  # onnx_int8
+            return Target(name, fmt, str(path), run_dir)
+    raise UserError(
+        f"No run folder or artifact at '{path}'. Pass a folder written by "
+        "`tfaccel run`, a .keras or .tflite file, a SavedModel folder or an ONNX "
+        f"export folder. Received: {given}"
+    )
+
+
+def _run_dir_of(path):
+    # The folder with metrics.json beside (or one above) the artifact.
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "metrics.json").is_file():
+            return str(folder)
+    return None
+
+
+def _unique_names(targets):
+    # The same name twice (two runs' tflite_fp32): prefix the folder names.
+    names = [t.name for t in targets]
+    for t in targets:
+        if names.count(t.name) > 1:
+            t.name = f"{pathlib.Path(t.path).parent.name}/{t.name}"
+    names = [t.name for t in targets]
+    if len(names) > len(set(names)):
+        raise UserError(f"An artifact was given twice. Received: {names}")
+    return targets
+
+
+def _metrics(folder):
+    path = pathlib.Path(folder) / "metrics.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as error:
+        raise UserError(f"'{path}' is not valid JSON: {error}") from error
+
+
+def resolve_task(targets, task=None):
+    """Returns `(task name, max_examples)`: `task`, else the run folders'.
+
+    `max_examples` is the run's data subset (smoke runs), so a run is scored
+    on the test split it was trained against.
+    """
+    found = {_run_task(t.run_dir) for t in targets if t.run_dir} - {None}
+    if task is not None:
+        from tfaccel.tasks import TASKS
+
+        if task not in TASKS:
+            raise UserError(
+                f"Unknown task '{task}'. Use one of: {', '.join(TASKS)}. "
+                f"Received: --task {task}"
+            )
+        found = {spec for spec in found if spec[0] == task} or {(task, None)}
+    if len(found) != 1:
+        raise UserError(
+            "Cannot tell the task: pass --task g2p or --task translation. Received: "
+            + (f"runs of {sorted(found, key=str)}" if found else "no metrics.json")
+        )
+    return found.pop()
+
+
+def _run_task(folder):
+    data = _metrics(folder)
+    if "recipe" in data:  # written by `tfaccel run`
+        task = data["recipe"]["task"]
+        return task["name"], task.get("max_examples")
+    if "task" in data.get("config", {}):  # by `tfaccel baseline`
+        return data["config"]["task"], data["config"].get("max_examples")
+    return None
+
+
+def artifact_bytes(path):
+    """Returns `(bytes, gzip_bytes)` of a file, or summed over a folder's files."""
+    path = pathlib.Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*"))
+    data = [p.read_bytes() for p in files if p.is_file()]
+    return sum(map(len, data)), sum(len(gzip.compress(d)) for d in data)
+
+
+# === Running ===
+
+
+def run_bench(
+    paths,
+    out=None,
+    task=None,
+    threads=1,
+    batch_sizes=(1, 16),
+    warmup=5,
+    repeats=30,
+    test_examples=None,
+    log=print,
+):
+    """Times, measures and scores every runtime; writes bench.json and bench.md.
+
+    Args:
+        paths: run folders and/or artifact paths (see `find_targets`).
+        out: the folder for bench.json and bench.md; defaults to the run
+            folder, when `paths` is one run folder.
+        task: "g2p" or "translation"; defaults to the run folder's.
+        threads: int >= 1, for every runtime: TensorFlow intra-op, LiteRT
+            `num_threads`, ONNX Runtime intra-op (inter-op is 1).
+        batch_sizes: sequences per `generate` call, one row per size.
+        warmup: untimed calls per runtime and batch size.
+        repeats: timed calls per runtime and batch size.
+        test_examples: score on the first N test examples; None for all.
+        log: callable for progress lines.
+
+    Returns:
+        The bench.json dict.
+    """
+    _check_settings(threads, batch_sizes, warmup, repeats, test_examples)
+    targets = find_targets(paths)
+    task_name, max_examples = resolve_task(targets, task)
+    out = _out_dir(paths, out)
+    settings = {
+        "task": task_name,
+        "max_examples": max_examples,  # the run's data subset
+        "threads": threads,
+        "batch_sizes": sorted(batch_sizes),
+        "warmup": warmup,
+        "repeats": repeats,
+        "test_examples": test_examples,
+    }
+    runtimes, rows = [], []
+    for target in targets:
+        log(f"Timing {target.name} ({target.path}) in a fresh process")
+        result = _spawn({**settings, "target": dataclasses.asdict(target)})
+        size, gzipped = artifact_bytes(target.path)
+        runtimes.append({**result["runtime"], "bytes": size, "gzip_bytes": gzipped})
+        rows += result["rows"]
+    report = _report(settings, runtimes, rows)
+    write_bench(report, out)
+    log(f"Wrote {out / 'bench.json'} and bench.md")
+    return report
+
+
+def _check_settings(threads, batch_sizes, warmup, repeats, test_examples):
+    checks = [("threads", threads, 1), ("warmup", warmup, 0), ("repeats", repeats, 1)]
+    checks += [("batch-sizes", size, 1) for size in batch_sizes or [None]]
+    checks += [("test-examples", test_examples, 1)] if test_examples else []
+    for flag, value, least in checks:
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise UserError(
+                f"--{flag} must be an int >= {least}. Received: {flag}={value!r}"
+            )
+
+
+def _out_dir(paths, out):
+    if out is None and not (len(paths) == 1 and _is_run(pathlib.Path(paths[0]))):
+        raise UserError(
+            "Pass --out FOLDER for bench.json and bench.md: only a single run "
+            f"folder is its own default. Received: {' '.join(map(str, paths))}"
+        )
+    out = pathlib.Path(paths[0] if out is None else out)
+    try:  # before the long measurement, not after it
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as error:
+        raise UserError(f"Cannot write to '{out}': {error.strerror}.") from error
+    return out
+
+
+def _spawn(spec):
+    # Runs `_measure(spec)` in a fresh interpreter; returns its result dict.
+    with tempfile.TemporaryDirectory(prefix="tfaccel-bench-") as tmp:
+        spec_path, result_path = pathlib.Path(tmp, "spec"), pathlib.Path(tmp, "out")
+        spec_path.write_text(json.dumps(spec))
+        root = str(pathlib.Path(__file__).parents[2])
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", __spec__.name, spec_path, result_path]
+        done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0 or not result_path.is_file():
+            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+            raise RuntimeError(
+                f"Timing {spec['target']['name']} failed: its process exited with "
+                f"code {done.returncode}. Its last error lines:\n{tail}"
+            )
+        result = json.loads(result_path.read_text())
+    if "error" in result:
+        raise UserError(result["error"])
+    return result
+
+
+def _report(settings, runtimes, rows):
+    from tfaccel.bench.machine import machine_info
+
+    n = settings["threads"]
+    return {
+        "task": settings["task"],
+        "settings": settings,
+        "machine": machine_info(),
+        "threads": {
+            "threads": n,
+            "tensorflow": {"intra_op": n, "inter_op": 1},
+            "litert": {"num_threads": n},
+            "onnxruntime": {"intra_op": n, "inter_op": 1},
+        },
+        "peak_rss_method": RSS_METHOD,
+        "runtimes": runtimes,
+        "rows": rows,
+    }
+
+
+# === The worker process ===
+
+
+def _measure(spec):
+    """Times, measures and scores one runtime; runs in its own process."""
+    threads, target = spec["threads"], Target(**spec["target"])
+    import tensorflow as tf
+
+    # Before TensorFlow runs any op; every runtime's process imports it.
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tfaccel import tasks
+
+    task = tasks.get_task(spec["task"], spec["max_examples"])
+    for module in runtime_modules(target.format):
+        importlib.import_module(module)
+    baseline = peak_rss_bytes()
+    start = time.perf_counter()
+    runner = _load(target, threads)
+    load_seconds = time.perf_counter() - start
+    rows = [_time(runner, task, spec, size, baseline) for size in spec["batch_sizes"]]
+    test = task.evaluate(runner, "test", max_examples=spec["test_examples"])
+    print(f"  {target.name} test: {tasks.format_metrics(test)}", flush=True)
+    runtime = {
+        **dataclasses.asdict(target),
+        "runtime": _runtime(target, runner),
+        "load_seconds": load_seconds,
+        "imports_rss_bytes": baseline,
+        "test": test,
+    }
+    return {"runtime": runtime, "rows": rows}
+
+
+def runtime_modules(fmt):
+    """Returns the modules a runtime's process imports before its baseline."""
+    prefix = next(key for key in _MODULES if fmt.startswith(key))
+    return ("tfaccel.models", *_MODULES[prefix])
+
+
+def _load(target, threads):
+    if target.format == "keras":
+        from tfaccel.models import load_model
+
+        return load_model(target.path)
+    from tfaccel.export.api import load
+
+    return load(target.format, target.path, threads=threads)
+
+
+def _time(runner, task, spec, size, baseline):
+    # One timing row of one batch size, with the peak RSS after it.
+    from tfaccel.bench import timing
+    from tfaccel.data import encode_sources
+
+    (row,) = timing.benchmark(
+        {spec["target"]["name"]: runner},
+        task.sources("test"),
+        batch_sizes=[size],
+        warmup=spec["warmup"],
+        repeats=spec["repeats"],
+        encode=lambda b: encode_sources(b, task.source_vocab, task.max_source_length),
+        max_length=task.max_generate_length,
+        log=lambda line: print(f"  {line}", flush=True),
+        width=task.max_source_length,  # as `tfaccel run` times: the full width
+    )
+    peak = peak_rss_bytes()
+    for p in ("p50", "p90", "p99"):
+        row[f"{p}_ms_per_sequence"] = row[f"{p}_ms"] / size
+    return {**row, "peak_rss_bytes": peak, "rss_over_imports_bytes": peak - baseline}
+
+
+def peak_rss_bytes():
+    """Returns this process's peak resident set size so far, in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
+
+
+def _runtime(target, runner):
+    from importlib.metadata import version
+
+    if hasattr(runner, "runtime"):  # ORTModel, TensorRTModel
+        return runner.runtime
+    if target.format.startswith("tflite"):
+        return f"LiteRT {version('ai-edge-litert')}"
+    tensorflow = f"TensorFlow {version('tensorflow')}"
+    if target.format == "keras":
+        return f"Keras {version('keras')}, {tensorflow}"
+    return tensorflow
+
+
+def _worker(spec_path, result_path):
+    try:
+        result = _measure(json.loads(pathlib.Path(spec_path).read_text()))
+    except UserError as error:
+        result = {"error": str(error)}
+    pathlib.Path(result_path).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _worker(*sys.argv[1:3])
