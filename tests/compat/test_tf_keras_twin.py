@@ -165,6 +165,16 @@ def test_litert_greedy_generation_matches_keras3(peer):
     sources = _batch(model, rows=3)["encoder_token_ids"]
     expected = model.generate(sources, max_length=TARGET - 1, use_cache=False)
     np.testing.assert_array_equal(lite.generate(sources), expected)
+    # A file of batch 2: three rows make a full group and a short one.
+    data = compat.to_tflite_int8(
+        twin,
+        source_length=SOURCE,
+        target_length=TARGET - 1,
+        batch_size=2,
+        optimize=False,
+    )
+    lite = compat.LiteRTTwin(data)
+    np.testing.assert_array_equal(lite.generate(sources), expected)
 
 
 def test_tfmot_import_leaves_legacy_keras_unset():

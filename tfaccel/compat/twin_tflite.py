@@ -211,7 +211,7 @@ class LiteRTTwin:
 
         rows = len(ids)
         encoder = np.zeros((self.batch_size, self.source_length), np.int32)
-        encoder[:rows] = self._pad(ids, self.source_length)
+        encoder[:rows] = _fit_width(ids, (rows, self.source_length))
         tokens = np.zeros((self.batch_size, self.target_length + 1), np.int32)
         tokens[:, 0] = BOS_ID
         done = np.zeros(self.batch_size, bool)
