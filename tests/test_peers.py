@@ -1,0 +1,268 @@
+"""tools/peers.py on a tiny baseline, and tools/results_table.py's speed-ups."""
+
+import importlib.util
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from tfaccel import tasks
+from tfaccel.errors import UserError
+
+TOOLS = pathlib.Path(__file__).parents[1] / "tools"
+HAS_TFMOT = all(
+    importlib.util.find_spec(name) is not None
+    for name in ("tf_keras", "tensorflow_model_optimization")
+)
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+peers = _tool("peers")
+results_table = _tool("results_table")
+
+
+# === tools/peers.py ===
+
+
+@pytest.fixture(scope="module")
+def tiny_baseline(tmp_path_factory):
+    """An untrained tiny G2P model, laid out as `tfaccel baseline` writes it."""
+    import keras
+
+    from tfaccel.models import Seq2SeqTransformer, save_model
+
+    folder = tmp_path_factory.mktemp("savedmodels") / "baseline-g2p-tiny"
+    folder.mkdir()
+    task = tasks.get_task("g2p", 300)
+    keras.utils.set_random_seed(0)
+    # One encoder and one decoder layer keep tfmot's many model clones quick.
+    model = Seq2SeqTransformer.from_preset(
+        "tiny", **task.model_overrides(), num_encoder_layers=1, num_decoder_layers=1
+    )
+    save_model(model, folder / "model.keras")
+    metrics = {
+        "config": {"task": "g2p", "preset": "tiny", "max_examples": 300},
+        "task": {"task": "g2p"},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder / "model.keras"
+
+
+@pytest.fixture(scope="module")
+def peers_run(tiny_baseline, tmp_path_factory):
+    out = tmp_path_factory.mktemp("peers")
+    argv = ["--baseline", str(tiny_baseline), "--out", str(out), "--batch-sizes", "1"]
+    argv += ["--warmup", "1", "--repeats", "2", "--eval-examples", "20"]
+    argv += ["--tfmot-epochs", "1", "--tfmot-steps", "2"]
+    argv += [] if HAS_TFMOT else ["--skip", "tfmot"]
+    report = peers.main(argv, log=lambda line: None)
+    return out, report
+
+
+@pytest.mark.large
+def test_every_peer_is_timed_sized_and_scored(peers_run):
+    out, report = peers_run
+    assert json.loads((out / "peers.json").read_text()) == report
+    assert report["errors"] == {}
+    expected = set(peers.PEERS) - (set() if HAS_TFMOT else set(peers.GROUPS["tfmot"]))
+    assert set(report["peers"]) == expected
+    words = sorted(tasks.get_task("g2p", 300).corpus.references("test"))[:20]
+    markdown = (out / "peers.md").read_text()
+    for name, peer in report["peers"].items():
+        assert peer["latency"]["1"]["p50_ms"] > 0, name
+        assert 0 < peer["gzip_bytes"] < peer["bytes"], name
+        assert all(
+            (out / f).exists() or pathlib.Path(f).exists() for f in peer["files"]
+        )
+        assert peer["test"]["examples"] == len(words), name
+        assert 0.0 <= peer["test"]["wer"] <= 1.0 and peer["test_not_measured"] is None
+        assert f"| {name} |" in markdown
+    assert report["peers"]["naive"]["latency"]["1"]["ratio"] == 1.0
+    assert report["reference"] == "naive"
+
+
+@pytest.mark.large
+def test_peers_share_the_baseline_and_its_threads(peers_run, tiny_baseline):
+    _, report = peers_run
+    records = report["peers"]
+    # The fp32 Keras peers are the baseline file itself.
+    for name in ("naive", "keras_cached", "keras_xla"):
+        assert records[name]["files"] == [str(tiny_baseline)]
+    # Same model, three decoders: the greedy tokens, so the scores, agree.
+    assert records["naive"]["test"]["per"] == records["keras_cached"]["test"]["per"]
+    assert records["keras_xla"]["test"]["per"] == records["keras_cached"]["test"]["per"]
+    assert records["onnx"]["max_difference"] < 1e-3
+    assert report["threads"]["threads"] == 1
+    assert report["threads"]["litert"] == {"num_threads": 1}
+    model = {"path": str(tiny_baseline), "random_weights": False, "max_examples": 300}
+    assert report["model"] == model
+    assert report["task"] == "g2p"
+
+
+@pytest.mark.large
+def test_tfmot_record_lists_what_tfmot_refused(peers_run):
+    pytest.importorskip("tensorflow_model_optimization")
+    out, report = peers_run
+    tfmot = report["tfmot"]
+    assert {"MultiHeadAttention", "LayerNormalization"} <= set(tfmot["refused_classes"])
+    assert tfmot["record"]["quantize_model_error"]
+    sparsity = list(tfmot["record"]["final_sparsity"].values())
+    np.testing.assert_allclose(sparsity, 0.5, atol=0.02)
+    assert tfmot["settings"]["prune_epochs"] == 1
+    for name in ("tfmot_int8", "tfmot_int8_calibrated"):
+        assert report["peers"][name]["ops"]["ops"]["FULLY_CONNECTED"] > 0
+    # The calibrated file quantizes more than the QAT ranges alone do.
+    plain = report["peers"]["tfmot_int8"]["ops"]["float_ops"]
+    calibrated = report["peers"]["tfmot_int8_calibrated"]["ops"]["float_ops"]
+    assert sum(calibrated.values()) < sum(plain.values())
+    assert "refused MultiHeadAttention" in (out / "peers.md").read_text()
+
+
+@pytest.mark.large
+def test_random_weights_are_timed_but_not_scored(tmp_path):
+    skip = [name for name in peers.PEERS if name not in ("naive", "keras_cached")]
+    argv = ["--preset", "tiny", "--random-weights", "--out", str(tmp_path)]
+    argv += ["--batch-sizes", "1,2", "--warmup", "0", "--repeats", "1"]
+    argv += [arg for name in skip for arg in ("--skip", name)]
+    report = peers.main(argv, log=lambda line: None)
+    assert set(report["peers"]) == {"naive", "keras_cached"}
+    assert set(report["skipped"]) == set(skip)
+    for peer in report["peers"].values():
+        assert peer["test"] is None
+        assert "random-weights" in peer["test_not_measured"]
+        assert set(peer["latency"]) == {"1", "2"}
+        assert peer["files"] == ["artifacts/model.keras"]
+    assert (tmp_path / "artifacts" / "model.keras").is_file()
+    assert "not measured" in (tmp_path / "peers.md").read_text()
+
+
+def test_bad_arguments_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="Received: skip=\\['bogus'\\]"):
+        peers.main(["--baseline", "x.keras", "--out", str(tmp_path), "--skip", "bogus"])
+    with pytest.raises(UserError, match="--baseline PATH or --preset"):
+        peers.main(["--out", str(tmp_path)])
+
+
+def test_task_is_read_from_baseline_and_run_folders(tmp_path):
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"config": {"task": "translation", "max_examples": 50}})
+    )
+    assert peers.baseline_task(tmp_path) == ("translation", 50)
+    recipe = {"recipe": {"task": {"name": "g2p", "max_examples": None}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(recipe))
+    assert peers.baseline_task(tmp_path) == ("g2p", None)
+    assert peers.baseline_task(tmp_path / "missing") == (None, None)
+
+
+# === tools/results_table.py ===
+
+
+def _peer(p50, wer, size=1_000_000):
+    return {
+        "runtime": "rt",
+        "bytes": size,
+        "gzip_bytes": size // 2,
+        "latency": {"1": {"p50_ms": p50}, "16": {"p50_ms": 10 * p50}},
+        "test": {"wer": wer, "per": wer / 4},
+    }
+
+
+def _synthetic(tmp_path):
+    report = {
+        "date": "2026-01-02T03:04:05+00:00",
+        "machine": {"cpu": "Test CPU", "cores": 2},
+        "threads": {"threads": 1},
+        "peers": {
+            "naive": _peer(40.0, 0.30),
+            "keras_cached": _peer(10.0, 0.30),
+            "onnx_int8": _peer(5.0, 0.31),
+            # Fastest, but 10 WER points worse: not the bar.
+            "tfmot_int8_calibrated": _peer(1.0, 0.40),
+        },
+    }
+    (tmp_path / "peers.json").write_text(json.dumps(report))
+    run = tmp_path / "g2p-prune50-qat-int8"
+    run.mkdir()
+    metrics = {
+        "recipe": {"name": "g2p-prune50-qat-int8"},
+        "baseline": {"test": {"wer": 0.30}},
+        "final": {"test": {"wer": 0.305}},
+        "exports": {
+            "tflite_int8": {
+                "bytes": 400_000,
+                "gzip_bytes": 200_000,
+                "runtime": "LiteRT",
+                "test": {"wer": 0.31},
+            }
+        },
+        "benchmark": {
+            "rows": [
+                {"name": "baseline", "batch_size": 1, "p50_ms": 12.0},
+                {"name": "keras", "batch_size": 1, "p50_ms": 8.0},
+                {"name": "tflite_int8", "batch_size": 1, "p50_ms": 2.0},
+                {"name": "tflite_int8", "batch_size": 16, "p50_ms": 9.0},
+            ]
+        },
+        "machine": {"cpu": "Test CPU"},
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return tmp_path / "peers.json", run
+
+
+def test_results_table_speedups(tmp_path):
+    peers_json, run = _synthetic(tmp_path)
+    entries, key, best, _, notes = results_table.build(peers_json, [run])
+    assert key == "wer"
+    assert best["name"] == "onnx_int8"  # within 2 points of keras_cached's WER
+    by_name = {e["name"]: e for e in entries}
+    int8 = by_name["g2p-prune50-qat-int8 / tflite_int8"]
+    assert int8["p50_ms"] == 2.0
+    assert int8["vs_naive"] == pytest.approx(40.0 / 2.0)
+    assert int8["vs_best_peer"] == pytest.approx(5.0 / 2.0)
+    keras = by_name["g2p-prune50-qat-int8 / keras"]
+    assert keras["test"]["wer"] == 0.305 and keras["bytes"] is None
+    assert keras["vs_naive"] == pytest.approx(5.0)
+    assert by_name["naive"]["vs_naive"] == 1.0
+    assert by_name["keras_cached"]["vs_best_peer"] == pytest.approx(0.5)
+    assert any("12.00 ms in its own run" in note for note in notes)
+    assert not any("starts from" in note for note in notes)
+
+
+def test_results_table_bench_json_takes_precedence(tmp_path):
+    peers_json, run = _synthetic(tmp_path)
+    bench = {
+        "runtimes": [
+            {
+                "name": "tflite_int8",
+                "runtime": "LiteRT 2",
+                "bytes": 1,
+                "gzip_bytes": 1,
+                "test": {"wer": 0.32},
+            }
+        ],
+        "rows": [{"name": "tflite_int8", "batch_size": 1, "p50_ms": 4.0}],
+    }
+    (run / "bench.json").write_text(json.dumps(bench))
+    entries, *_ = results_table.build(peers_json, [run])
+    int8 = {e["name"]: e for e in entries}["g2p-prune50-qat-int8 / tflite_int8"]
+    assert (int8["p50_ms"], int8["vs_naive"], int8["test"]["wer"]) == (4.0, 10.0, 0.32)
+
+
+def test_results_table_writes_markdown_and_png(tmp_path):
+    peers_json, run = _synthetic(tmp_path)
+    out, plot = tmp_path / "out" / "results.md", tmp_path / "out" / "plot.png"
+    argv = ["--peers", str(peers_json), "--runs", str(run), "--out", str(out)]
+    results_table.main([*argv, "--plot", str(plot)])
+    text = out.read_text()
+    assert "Test CPU (2 cores), 1 thread(s) per runtime, on 2026-01-02" in text
+    assert "Best peer: `onnx_int8`" in text
+    assert "| **g2p-prune50-qat-int8 / tflite_int8** | LiteRT | 31.00 |" in text
+    assert "| 2.00 | 20.00× | 2.50× |" in text
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

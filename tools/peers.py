@@ -1,0 +1,788 @@
+"""Builds and times tfaccel's peers: what a user would pick instead of tfaccel.
+
+Every peer starts from the same trained baseline (a `.keras` file; the task
+is read from the `metrics.json` beside it) and is measured the same way, in
+one process, on the same batches of real test sources:
+
+- `naive`: Keras fp32, re-running the whole model at each step, no cache;
+- `keras_cached`: Keras fp32 with the key/value cache (`model.generate`),
+  keras-hub style; `keras_xla`: the same loop compiled with XLA;
+- `tflite_dynamic`: TFLite dynamic-range post-training quantization;
+- `onnx`, `onnx_int8`: ONNX Runtime fp32, and after `quantize_dynamic`;
+- `keras_int8`: Keras's own `Model.quantize("int8")`;
+- `tfmot_int8`, `tfmot_int8_calibrated`: the tf_keras twin, pruned 50% and
+  trained quantization-aware with tfmot (`tfaccel.compat`), converted to
+  TFLite int8 without and with representative data, decoded in LiteRT
+  without a cache (the twin has no cached decoding). What tfmot refused is
+  recorded in `peers.json` under `tfmot`.
+
+Timing is `tfaccel.bench.timing.benchmark` (greedy generation of whole
+sequences, warm-up then repeats, runners in rotating order); accuracy is
+`task.evaluate` on the test split; sizes are bytes on disk, raw and gzip.
+A peer that fails to build or run is recorded with its error, not dropped
+silently. Results: OUT/peers.json, OUT/peers.md, and the artifacts under
+OUT/artifacts/.
+
+    python tools/peers.py --baseline savedmodels/baseline-g2p-small/model.keras \\
+        --out savedmodels/peers --threads 1
+    python tools/peers.py --preset base --random-weights --task g2p \\
+        --out savedmodels/peers-base --skip tfmot --repeats 10
+"""
+
+import argparse
+import dataclasses
+import datetime
+import functools
+import gzip
+import json
+import os
+import pathlib
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from tfaccel import tasks  # noqa: E402
+from tfaccel._io import atomic_dir, atomic_file  # noqa: E402
+from tfaccel.errors import UserError  # noqa: E402
+
+DESCRIPTIONS = {
+    "naive": "Keras fp32, whole model re-run each step (no cache)",
+    "keras_cached": "Keras fp32, key/value cache (keras-hub style generate)",
+    "keras_xla": "Keras fp32, key/value cache, loop compiled with XLA",
+    "tflite_dynamic": "TFLite dynamic-range PTQ (int8 weights, float activations)",
+    "onnx": "ONNX Runtime fp32, key/value cache",
+    "onnx_int8": "ONNX Runtime quantize_dynamic int8, key/value cache",
+    "keras_int8": 'Keras Model.quantize("int8")',
+    "tfmot_int8": "tfmot on the tf_keras twin: prune 50% + QAT, TFLite int8, no cache",
+    "tfmot_int8_calibrated": "as tfmot_int8, converted with representative data",
+}
+PEERS = tuple(DESCRIPTIONS)
+# --skip tfmot skips both tfmot peers (and their training).
+GROUPS = {"tfmot": ("tfmot_int8", "tfmot_int8_calibrated")}
+# What peers.json keeps of each timing row (`tfaccel.bench.timing.summarize`).
+LATENCY_KEYS = ("p50_ms", "p90_ms", "p99_ms", "ms_per_sequence", "ratio")
+LATENCY_KEYS += ("tokens_per_second", "mean_tokens")
+SCORES = {"wer": ("WER %", 100), "per": ("PER %", 100), "bleu": ("BLEU", 1)}
+SCORES["chrf"] = ("chrF", 1)
+
+
+@dataclasses.dataclass
+class Peer:
+    """A built peer: something with `generate(ids, max_length)`, and its files."""
+
+    name: str
+    runner: object
+    runtime: str
+    files: list  # its artifact(s); the first is the one whose size is reported
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Context:
+    """What every peer builder needs."""
+
+    task: object
+    folder: pathlib.Path  # where artifacts are written
+    keras_file: pathlib.Path  # the fp32 .keras file
+    threads: int
+    args: argparse.Namespace
+    log: object = print
+    cache: dict = dataclasses.field(default_factory=dict)
+
+
+# === Command line ===
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n")[-1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--baseline", help="the trained baseline's .keras file")
+    parser.add_argument("--task", help="g2p or translation (default: the baseline's)")
+    parser.add_argument("--out", required=True, help="folder for peers.json/.md")
+    parser.add_argument("--batch-sizes", default="1,16", help="e.g. 1,16")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="for every runtime")
+    parser.add_argument(
+        "--eval-examples", type=int, help="score the first N test examples only"
+    )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"a peer not to build (repeatable): {', '.join(PEERS)}, or tfmot",
+    )
+    parser.add_argument(
+        "--tfmot-epochs",
+        type=int,
+        default=2,
+        help="tfmot pruning epochs; QAT takes half as many, at least 1 (4 gives "
+        "the 4 + 2 of recipes/g2p-prune50-qat-int8.yaml)",
+    )
+    parser.add_argument(
+        "--tfmot-steps", type=int, help="batches per tfmot epoch (default: all)"
+    )
+    parser.add_argument("--tfmot-batch-size", type=int, default=128)
+    parser.add_argument("--preset", help="with --random-weights: tiny, small, base")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="time an untrained model of --preset (accuracy not measured)",
+    )
+    return parser
+
+
+def _check(args):
+    if bool(args.baseline) == bool(args.random_weights):
+        raise UserError(
+            "Pass either --baseline PATH or --preset NAME --random-weights. "
+            f"Received: baseline={args.baseline}, random_weights={args.random_weights}"
+        )
+    if args.random_weights and not args.preset:
+        raise UserError("--random-weights needs --preset. Received: preset=None")
+    unknown = [name for name in args.skip if name not in PEERS and name not in GROUPS]
+    if unknown:
+        raise UserError(
+            f"Unknown peer for --skip. Use any of: {', '.join(PEERS)}, tfmot. "
+            f"Received: skip={unknown}"
+        )
+    try:
+        args.batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+    except ValueError:
+        raise UserError(
+            f"--batch-sizes takes ints, e.g. 1,16. Received: {args.batch_sizes}"
+        ) from None
+    for flag in ("threads", "repeats", "tfmot_epochs", "tfmot_batch_size"):
+        if getattr(args, flag) < 1:
+            name = flag.replace("_", "-")
+            raise UserError(f"--{name} must be >= 1. Received: {getattr(args, flag)}")
+    return args
+
+
+def _skipped(args):
+    names = set()
+    for name in args.skip:
+        names.update(GROUPS.get(name, (name,)))
+    return names
+
+
+# === Inputs ===
+
+
+def pin_threads(threads):
+    """Pins TensorFlow's threads (before it runs an op); returns what each runtime uses.
+
+    LiteRT and ONNX Runtime take `threads` when each runner is built.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        pinned = True
+    except RuntimeError:  # TensorFlow already ran in this process (tests)
+        pinned = False
+    return {
+        "threads": threads,
+        "tensorflow": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            "pinned": pinned,  # False: set before this tool ran (0 = all cores)
+        },
+        "litert": {"num_threads": threads},
+        "onnxruntime": {"intra_op": threads},
+    }
+
+
+def baseline_task(folder):
+    """Returns `(task name, max_examples)` from a baseline or run folder, or Nones."""
+    path = pathlib.Path(folder) / "metrics.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if "recipe" in data:  # a `tfaccel run` folder
+        task = data["recipe"]["task"]
+        return task["name"], task.get("max_examples")
+    config = data.get("config", {})
+    name = config.get("task") or data.get("task", {}).get("task")
+    return name, config.get("max_examples")
+
+
+def load_inputs(args, log):
+    """Returns `(task, model, keras_file or None, description of the model)`."""
+    import keras
+
+    from tfaccel.models import Seq2SeqTransformer, load_model
+
+    if args.random_weights:
+        task = tasks.get_task(args.task or "g2p")
+        keras.utils.set_random_seed(0)
+        model = Seq2SeqTransformer.from_preset(args.preset, **task.model_overrides())
+        return task, model, None, {"preset": args.preset, "random_weights": True}
+    path = pathlib.Path(args.baseline)
+    model = load_model(path)  # first: a missing file is the clearer error
+    name, max_examples = baseline_task(path.parent)
+    if args.task and args.task != name:
+        name, max_examples = args.task, None
+    if name is None:
+        raise UserError(
+            f"Cannot tell the task: no metrics.json with one beside '{path}'. "
+            f"Pass --task g2p or --task translation. Received: baseline={path}"
+        )
+    log(f"Task {name}" + (f" ({max_examples} examples)" if max_examples else ""))
+    task = tasks.get_task(name, max_examples)
+    info = {"path": str(path), "random_weights": False, "max_examples": max_examples}
+    return task, model, path, info
+
+
+# === Runners ===
+
+
+class FunctionRunner:
+    """Gives a plain function `f(ids, max_length)` the `generate` of a model."""
+
+    def __init__(self, function):
+        self.generate = function
+
+
+class XlaRunner:
+    """The model's cached greedy loop compiled with XLA (`jit_compile=True`).
+
+    `Seq2SeqTransformer.generate` compiles with `tf.function` but offers no
+    XLA switch, so its loop (`_generate`) is compiled here. Sources are
+    padded to one width, so XLA compiles once per batch size.
+    """
+
+    def __init__(self, model, width):
+        self.model = model
+        self.width = width
+        self._functions = {}
+
+    def generate(self, ids, max_length):
+        import tensorflow as tf
+
+        ids = np.asarray(ids, np.int32)
+        ids = np.pad(ids, [(0, 0), (0, self.width - ids.shape[1])])  # (batch, width)
+        if max_length not in self._functions:
+            self._functions[max_length] = tf.function(
+                lambda x: self.model._generate(x, max_length, True, True),
+                jit_compile=True,
+            )
+        return self._functions[max_length](tf.constant(ids)).numpy()
+
+
+class TwinFiles:
+    """The tfmot twin's LiteRT files, one per batch size (their shapes are fixed).
+
+    A call uses the file of its batch size, else the largest (which decodes
+    the rows in groups of its batch).
+    """
+
+    def __init__(self, twins):
+        self.twins = twins  # {batch size: compat.LiteRTTwin}
+
+    def generate(self, ids, max_length=None):
+        ids = np.asarray(ids, np.int32)
+        twin = self.twins.get(len(ids)) or self.twins[max(self.twins)]
+        # Whole groups of the file's batch: empty rows fill the last one.
+        rows = -len(ids) % twin.batch_size
+        padded = np.pad(ids, [(0, rows), (0, 0)])  # (groups * batch, src)
+        return twin.generate(padded, max_length)[: len(ids)]
+
+
+# === Peers ===
+
+
+def _keras_runtime():
+    from importlib import metadata
+
+    return (
+        f"Keras {metadata.version('keras')} "
+        f"(TensorFlow {metadata.version('tensorflow')})"
+    )
+
+
+def build_naive(model, ctx):
+    generate = functools.partial(model.generate, use_cache=False)
+    return Peer("naive", FunctionRunner(generate), _keras_runtime(), [ctx.keras_file])
+
+
+def build_keras_cached(model, ctx):
+    return Peer("keras_cached", model, _keras_runtime(), [ctx.keras_file])
+
+
+def build_keras_xla(model, ctx):
+    runner = XlaRunner(model, ctx.task.max_source_length)
+    note = "Seq2SeqTransformer.generate has no XLA option; its loop is compiled here"
+    runtime = _keras_runtime() + ", XLA"
+    return Peer("keras_xla", runner, runtime, [ctx.keras_file], {"note": note})
+
+
+def build_export(model, ctx, fmt):
+    """A `tfaccel.export` format of the fp32 model, loaded in its runtime."""
+    from tfaccel.data import encode_sources
+    from tfaccel.export import api
+
+    task = ctx.task
+    sources = task.sources("test")[:64]
+    result = api.export(
+        model,
+        ctx.folder,
+        [fmt],
+        sample_inputs=encode_sources(
+            sources, task.source_vocab, task.max_source_length
+        ),
+        source_length=task.max_source_length,
+        max_length=task.max_generate_length,
+        min_agreement=0.0,  # a peer that disagrees is measured, not refused
+        log=ctx.log,
+    )
+    artifact = result[fmt]
+    info = {
+        "max_difference": artifact.max_difference,
+        "tokens_equal_to_keras": artifact.agreement,
+    }
+    runner = api.load(fmt, artifact.path, threads=ctx.threads)
+    return Peer(fmt, runner, artifact.runtime, [pathlib.Path(artifact.path)], info)
+
+
+def build_keras_int8(model, ctx):
+    """Keras `Model.quantize("int8")` of a copy: int8 weights, dynamic activations."""
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # layers with no int8 form
+        copy.quantize("int8")
+    path = ctx.folder / "model_keras_int8.keras"
+    copy.save(path)
+    return Peer("keras_int8", copy, _keras_runtime(), [path])
+
+
+def tfmot_result(model, ctx):
+    """Prunes and QAT-trains the tf_keras twin with tfmot, once per run.
+
+    A failure is kept too, so that the second tfmot peer does not retrain.
+    """
+    if "tfmot" not in ctx.cache:
+        args = ctx.args
+        ctx.cache["tfmot_settings"] = {
+            "prune_epochs": args.tfmot_epochs,
+            "qat_epochs": max(1, args.tfmot_epochs // 2),
+            "steps_per_epoch": args.tfmot_steps,  # None: whole epochs
+            "batch_size": args.tfmot_batch_size,
+            "final_sparsity": 0.5,
+        }
+        try:
+            ctx.cache["tfmot"] = _train_tfmot(model, ctx)
+        except Exception as error:  # recorded by both tfmot peers
+            ctx.cache["tfmot"] = error
+    if isinstance(ctx.cache["tfmot"], Exception):
+        raise ctx.cache["tfmot"]
+    return ctx.cache["tfmot"]
+
+
+def _train_tfmot(model, ctx):
+    from tfaccel import compat
+
+    settings = ctx.cache["tfmot_settings"]
+    ctx.log(f"tfmot: {settings}")
+    dataset = ctx.task.dataset("train", settings["batch_size"], shuffle=True)
+    return compat.tfmot_prune_qat(
+        compat.twin_from_model(model),
+        dataset,
+        prune_epochs=settings["prune_epochs"],
+        qat_epochs=settings["qat_epochs"],
+        final_sparsity=settings["final_sparsity"],
+        steps_per_epoch=settings["steps_per_epoch"],
+    )
+
+
+def build_tfmot(model, ctx, calibrated):
+    """The tfmot QAT twin as TFLite int8 files (one per batch size) in LiteRT."""
+    from tfaccel import compat
+
+    result = tfmot_result(model, ctx)
+    name = "tfmot_int8_calibrated" if calibrated else "tfmot_int8"
+    twins, files = {}, []
+    for batch in sorted(set(ctx.args.batch_sizes)):
+        data = compat.to_tflite_int8(
+            result.model,
+            representative=_representative(ctx.task, batch) if calibrated else None,
+            source_length=ctx.task.max_source_length,
+            target_length=ctx.task.max_generate_length,
+            batch_size=batch,
+        )
+        path = ctx.folder / f"{name}_batch{batch}.tflite"
+        path.write_bytes(data)
+        files.append(path)
+        twins[batch] = compat.LiteRTTwin(path, num_threads=ctx.threads)
+    info = {
+        "ops": compat.op_summary(files[0]),
+        "note": f"size of the batch-{min(twins)} file; one file per batch size",
+    }
+    return Peer(name, TwinFiles(twins), _litert_runtime(), files, info)
+
+
+def _representative(task, batch, rows=64):
+    # Whole teacher-forced training batches of `batch` rows, as numpy dicts.
+    samples = []
+    for inputs, _, _ in task.dataset("train", batch):
+        if len(inputs["encoder_token_ids"]) == batch:
+            samples.append({key: value.numpy() for key, value in inputs.items()})
+        if len(samples) * batch >= rows:
+            break
+    return samples
+
+
+def _litert_runtime():
+    from importlib import metadata
+
+    return f"LiteRT {metadata.version('ai-edge-litert')}"
+
+
+BUILDERS = {
+    "naive": build_naive,
+    "keras_cached": build_keras_cached,
+    "keras_xla": build_keras_xla,
+    "tflite_dynamic": functools.partial(build_export, fmt="tflite_dynamic"),
+    "onnx": functools.partial(build_export, fmt="onnx"),
+    "onnx_int8": functools.partial(build_export, fmt="onnx_int8"),
+    "keras_int8": build_keras_int8,
+    "tfmot_int8": functools.partial(build_tfmot, calibrated=False),
+    "tfmot_int8_calibrated": functools.partial(build_tfmot, calibrated=True),
+}
+
+
+def build_peers(model, ctx, skipped):
+    """Returns `(peers, errors)`: built peers by name, and why others failed."""
+    peers, errors = {}, {}
+    for name in PEERS:
+        if name in skipped:
+            continue
+        ctx.log(f"Building {name}: {DESCRIPTIONS[name]}")
+        try:
+            peer = BUILDERS[name](model, ctx)
+            _smoke(peer, ctx)
+        except Exception as error:  # a peer that fails is a result too
+            errors[name] = _one_line(error)
+            ctx.log(f"  {name} failed: {errors[name]}")
+            continue
+        peers[name] = peer
+    return peers, errors
+
+
+def _smoke(peer, ctx):
+    # One call per batch size before timing: a runner that cannot generate
+    # is reported as failed instead of stopping the benchmark.
+    from tfaccel.data import encode_sources
+
+    task = ctx.task
+    for size in ctx.args.batch_sizes:
+        ids = encode_sources(
+            task.sources("test")[:size], task.source_vocab, task.max_source_length
+        )
+        ids = np.resize(ids, (size, ids.shape[1]))  # fewer sources than size
+        ids = np.pad(ids, [(0, 0), (0, task.max_source_length - ids.shape[1])])
+        out = np.asarray(peer.runner.generate(ids, task.max_generate_length))
+        if out.shape[0] != size:
+            raise RuntimeError(f"generate returned shape {out.shape} for {size} rows")
+
+
+def _one_line(error):
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:500]}"
+
+
+# === Measuring ===
+
+
+def time_peers(peers, task, args, log):
+    """Times every peer with `tfaccel.bench.timing.benchmark`; ratios against naive."""
+    from tfaccel.bench import timing
+    from tfaccel.data import encode_sources
+
+    rows = timing.benchmark(
+        {name: peer.runner for name, peer in peers.items()},
+        task.sources("test"),
+        batch_sizes=args.batch_sizes,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        encode=lambda b: encode_sources(b, task.source_vocab, task.max_source_length),
+        max_length=task.max_generate_length,
+        log=log,
+        width=task.max_source_length,  # as `tfaccel bench`: the full width
+    )
+    reference = "naive" if "naive" in peers else next(iter(peers))
+    return timing.speedups(rows, reference), reference
+
+
+def score(peer, task, args):
+    """Returns `(test scores or None, reason when None)`."""
+    if args.random_weights:
+        return None, "not measured: --random-weights (an untrained model)"
+    return task.evaluate(peer.runner, "test", max_examples=args.eval_examples), None
+
+
+def file_sizes(path):
+    """Returns `(bytes, gzip_bytes)` of a file, or summed over a folder's files."""
+    path = pathlib.Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*"))
+    data = [p.read_bytes() for p in files if p.is_file()]
+    return sum(map(len, data)), sum(len(gzip.compress(d)) for d in data)
+
+
+def peer_record(peer, rows, test, reason, folder):
+    size, gzipped = file_sizes(peer.files[0])
+    latency = {
+        str(row["batch_size"]): {key: row[key] for key in LATENCY_KEYS}
+        for row in rows
+        if row["name"] == peer.name
+    }
+    return {
+        "description": DESCRIPTIONS[peer.name],
+        "runtime": peer.runtime,
+        "files": [_label(path, folder) for path in peer.files],
+        "bytes": size,
+        "gzip_bytes": gzipped,
+        "latency": latency,
+        "test": test,
+        "test_not_measured": reason,
+        **peer.info,
+    }
+
+
+def _label(path, folder):
+    # Artifacts by their path once `folder` is published as OUT/artifacts.
+    path = pathlib.Path(path)
+    if path.is_relative_to(folder):
+        return str(pathlib.Path("artifacts") / path.relative_to(folder))
+    return str(path)
+
+
+def tfmot_section(ctx):
+    """peers.json's `tfmot`: the settings and tfmot's own record of what it did."""
+    if "tfmot" not in ctx.cache:
+        return None
+    if isinstance(ctx.cache["tfmot"], Exception):
+        error = _one_line(ctx.cache["tfmot"])
+        return {"settings": ctx.cache["tfmot_settings"], "error": error}
+    record = dataclasses.asdict(ctx.cache["tfmot"].record)
+    return {
+        "settings": ctx.cache["tfmot_settings"],
+        "refused_classes": [r["layer_class"] for r in record["unsupported"]],
+        "record": record,
+    }
+
+
+def xla_section(records, errors):
+    """peers.json's `xla`: whether XLA compiled the loop, and what it bought."""
+    if "keras_xla" in errors:
+        return {"compiled": False, "error": errors["keras_xla"]}
+    if "keras_xla" not in records or "keras_cached" not in records:
+        return None
+    xla, cached = records["keras_xla"]["latency"], records["keras_cached"]["latency"]
+    speedups = {
+        size: cached[size]["p50_ms"] / xla[size]["p50_ms"]
+        for size in xla
+        if size in cached
+    }
+    helps = all(ratio > 1.0 for ratio in speedups.values())
+    return {"compiled": True, "speedup_over_keras_cached": speedups, "helps": helps}
+
+
+# === Output ===
+
+
+def render_markdown(report):
+    """Returns peers.md's text."""
+    machine, threads = report["machine"], report["threads"]
+    model = report["model"]
+    what = (
+        f"untrained `{model['preset']}` preset (random weights: timing only)"
+        if model["random_weights"]
+        else f"`{model['path']}`"
+    )
+    settings = report["settings"]
+    lines = [
+        f"# Peers: {report['task']}",
+        "",
+        f"- Model: {what}; date {report['date']}.",
+        f"- Machine: {machine['cpu']}, {machine['cores']} cores.",
+        f"- Threads: {threads['threads']} (TensorFlow intra-op "
+        f"{threads['tensorflow']['intra_op']}, inter-op "
+        f"{threads['tensorflow']['inter_op']}; LiteRT and ONNX Runtime "
+        f"{threads['threads']}).",
+        f"- Timing: greedy generation of whole test sequences, {settings['warmup']} "
+        f"warm-up and {settings['repeats']} timed calls per peer and batch size; "
+        f"speed-up is {report['reference']}'s p50 over the peer's.",
+        f"- Accuracy: {settings['eval_examples'] or 'all'} test examples.",
+        "",
+        _table(report),
+    ]
+    lines += _failures(report) + _xla_lines(report.get("xla"))
+    lines += _tfmot_lines(report.get("tfmot"))
+    return "\n".join(lines) + "\n"
+
+
+def _table(report):
+    peers, sizes = report["peers"], report["settings"]["batch_sizes"]
+    scores = report["metric_names"]
+    header = ["peer", "runtime", *(SCORES[k][0] for k in scores), "MB", "gzip MB"]
+    for size in sizes:
+        header += [f"b{size} p50 ms/seq", f"b{size} speed-up"]
+    rows = []
+    for name, peer in peers.items():
+        test = peer["test"] or {}
+        cells = [name, peer["runtime"]]
+        cells += [_number(test.get(k), SCORES[k][1], ".2f") for k in scores]
+        cells += [f"{peer['bytes'] / 1e6:.3f}", f"{peer['gzip_bytes'] / 1e6:.3f}"]
+        for size in sizes:
+            row = peer["latency"].get(str(size), {})
+            cells += [_number(row.get("ms_per_sequence"), 1, ".2f")]
+            cells += [_number(row.get("ratio"), 1, ".2f") + "×" * bool(row)]
+        rows.append(cells)
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _number(value, scale, fmt):
+    return "not measured" if value is None else format(value * scale, fmt)
+
+
+def _failures(report):
+    lines = []
+    for name, error in report["errors"].items():
+        lines.append(f"- {name}: {error}")
+    for name, reason in report["skipped"].items():
+        lines.append(f"- {name}: {reason}")
+    return ["", "## Not measured", "", *lines] if lines else []
+
+
+def _xla_lines(xla):
+    if not xla or not xla["compiled"]:
+        return []  # not built, or listed under "Not measured"
+    ratios = ", ".join(
+        f"batch {size} {ratio:.2f}×"
+        for size, ratio in xla["speedup_over_keras_cached"].items()
+    )
+    verdict = "helps" if xla["helps"] else "does not help at every batch size"
+    return [
+        "",
+        f"XLA compiled the cached loop; against keras_cached: {ratios} ({verdict}).",
+    ]
+
+
+def _tfmot_lines(tfmot):
+    if not tfmot or "error" in tfmot:
+        return []  # a failed tfmot run is listed under "Not measured"
+    record = tfmot["record"]
+    lines = ["", "## What tfmot did", "", f"Settings: {tfmot['settings']}.", ""]
+    lines.append(
+        f"- `quantize_model` on the whole twin: "
+        f"{record['quantize_model_error'] or 'worked'}"
+    )
+    for refusal in record["unsupported"]:
+        lines.append(
+            f"- refused {refusal['layer_class']} ({len(refusal['layers'])} layers): "
+            f"{refusal['error']}"
+        )
+    lines.append(f"- left float by QAT: {', '.join(record['float_layers']) or '-'}")
+    lines.append(f"- frozen during QAT: {', '.join(record['frozen']) or '-'}")
+    sparsity = record["final_sparsity"].values()
+    if sparsity:
+        mean = sum(sparsity) / len(sparsity)
+        lines.append(f"- mean sparsity of the pruned kernels after QAT: {mean:.1%}")
+    return lines
+
+
+def write_outputs(report, out):
+    """Writes peers.json and peers.md into `out`, each atomically."""
+    with atomic_file(out / "peers.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    with atomic_file(out / "peers.md") as tmp:
+        tmp.write_text(render_markdown(report))
+
+
+# === Main ===
+
+
+def main(argv=None, log=print):
+    """Builds, times and scores the peers; writes peers.json and peers.md.
+
+    Returns:
+        The peers.json dict.
+    """
+    args = _check(_parser().parse_args(argv))
+    threads = pin_threads(args.threads)  # before TensorFlow runs any op
+    task, model, keras_file, model_info = load_inputs(args, log)
+    out = pathlib.Path(args.out)
+    with atomic_dir(out / "artifacts", replace=True) as folder:
+        if keras_file is None:  # an untrained model: saved for its size
+            keras_file = _save(model, folder / "model.keras")
+        ctx = Context(task, folder, keras_file, args.threads, args, log)
+        peers, errors = build_peers(model, ctx, _skipped(args))
+        if not peers:
+            raise UserError(f"No peer could be built. Received: errors={errors}")
+        records, rows, reference = measure(peers, ctx)
+    report = _report(ctx, model_info, threads, records, errors, rows, reference)
+    write_outputs(report, out)
+    log(f"Wrote {out / 'peers.json'} and peers.md")
+    return report
+
+
+def measure(peers, ctx):
+    """Times all peers together, then scores and sizes each; returns records."""
+    rows, reference = time_peers(peers, ctx.task, ctx.args, ctx.log)
+    records = {}
+    for name, peer in peers.items():
+        test, reason = score(peer, ctx.task, ctx.args)
+        ctx.log(f"{name} test: {tasks.format_metrics(test) if test else reason}")
+        records[name] = peer_record(peer, rows, test, reason, ctx.folder)
+    return records, rows, reference
+
+
+def _save(model, path):
+    from tfaccel.models import save_model
+
+    save_model(model, path)
+    return path
+
+
+def _report(ctx, model_info, threads, records, errors, rows, reference):
+    from tfaccel.bench.machine import machine_info
+
+    args = ctx.args
+    return {
+        "task": ctx.task.name,
+        "model": model_info,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "threads": threads,
+        "settings": {
+            "batch_sizes": args.batch_sizes,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "eval_examples": args.eval_examples,
+        },
+        "metric_names": list(ctx.task.metric_names),
+        "reference": reference,
+        "peers": records,
+        "errors": errors,
+        "skipped": {n: "skipped with --skip" for n in PEERS if n in _skipped(args)},
+        "rows": rows,
+        "tfmot": tfmot_section(ctx),
+        "xla": xla_section(records, errors),
+    }
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except UserError as error:
+        print(f"peers.py: error: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(2)
