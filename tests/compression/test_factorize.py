@@ -327,7 +327,9 @@ def test_mirrored_strategy_matches_one_device(mirrored_strategy):
         assert isinstance(variable.value, tf.distribute.DistributedValues)
         first, second = (r.numpy() for r in variable.value.values)
         np.testing.assert_array_equal(first, second)
-        np.testing.assert_allclose(first, _numpy(getattr(single, name)), atol=1e-5)
+        np.testing.assert_allclose(
+            first, _numpy(getattr(single, name)), rtol=1e-5, atol=1e-7
+        )
 
 
 # === Errors ===
