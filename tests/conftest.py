@@ -29,9 +29,14 @@ def mirrored_strategy():
 
     Every MirroredStrategy numbers its collective ops from the same start, so
     two strategies in one process clash ("shape mismatch in the collective
-    instance 100"); tests share this one.
+    instance 100"); tests share this one, which is also the one recipes get
+    from `tfaccel.distribute.get_strategy("mirrored")`.
     """
+    from tfaccel.distribute import get_strategy
+
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < LOGICAL_CPUS:
         pytest.skip("needs two logical CPUs (tests/conftest.py sets them up)")
-    return tf.distribute.MirroredStrategy([cpu.name for cpu in cpus[:LOGICAL_CPUS]])
+    strategy = get_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == LOGICAL_CPUS
+    return strategy

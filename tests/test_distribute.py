@@ -17,12 +17,14 @@ def test_none_is_the_default_strategy():
     assert distribute.get_strategy("none") is tf.distribute.get_strategy()
 
 
-def test_mirrored_without_gpus_spans_the_logical_cpus():
+def test_mirrored_without_gpus_spans_the_logical_cpus(mirrored_strategy):
     # tests/conftest.py splits the CPU in two.
     strategy = distribute.get_strategy("mirrored")
     assert isinstance(strategy, tf.distribute.MirroredStrategy)
     assert strategy.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
     assert strategy.num_replicas_in_sync == 2
+    # One per process: a second over the same devices would clash.
+    assert strategy is mirrored_strategy
 
 
 def test_auto_without_gpus_or_cluster_is_one_device(monkeypatch):

@@ -31,6 +31,10 @@ from tfaccel.errors import UserError
 STRATEGIES = ("none", "mirrored", "multi_worker", "auto")
 
 _multi_worker = None  # TensorFlow allows one collective setup per process.
+# MirroredStrategy per device list: two strategies over the same devices in
+# one process number their collective ops alike and clash ("shape mismatch
+# in the collective instance"), so each is made once.
+_mirrored = {}
 
 
 def get_strategy(name="auto", timeout=300, startup_timeout=120):
@@ -48,7 +52,8 @@ def get_strategy(name="auto", timeout=300, startup_timeout=120):
         startup_timeout: seconds to wait for every worker to start.
 
     Returns:
-        A strategy. `multi_worker` returns the same one on every call.
+        A strategy. `mirrored` and `multi_worker` return the same one on
+        every call (a second one in the same process would clash).
 
     Raises:
         UserError: for an unknown name, or `multi_worker` without a cluster.
@@ -73,7 +78,10 @@ def get_strategy(name="auto", timeout=300, startup_timeout=120):
         devices = tf.config.list_logical_devices(
             "GPU"
         ) or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
+        names = tuple(d.name for d in devices)
+        if names not in _mirrored:
+            _mirrored[names] = tf.distribute.MirroredStrategy(list(names))
+        return _mirrored[names]
     return _multi_worker_strategy(timeout, startup_timeout)
 
 
