@@ -54,7 +54,11 @@ def _clustered_model():
     # `net/a/kernel` half zeros; both kernels clustered to 4 shared values.
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(16, name="a"), keras.layers.Dense(4)],
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, name="a"),
+            keras.layers.Dense(4, name="b"),
+        ],
         name="net",
     )
     kernel = model.layers[0].kernel.numpy()
@@ -70,7 +74,7 @@ def _measured(rows):
 def test_clustered_model_rows_measure_the_shared_values():
     rows = layers.layer_rows(_clustered_model())
     # The clustering's indices and mask (kernel-shaped) are not weights.
-    assert [r["path"] for r in rows] == ["net/a/kernel", "net/dense/kernel", "total"]
+    assert [r["path"] for r in rows] == ["net/a/kernel", "net/b/kernel", "total"]
     a, b, total = rows
     assert a["distinct"] == 4 + 1 and a["sparsity"] == 0.5  # 4 centroids and 0
     assert b["distinct"] == 4 and b["sparsity"] == 0.0
