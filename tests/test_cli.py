@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from cli_checks import assert_user_error
 
 from tfaccel.cli import main
 
@@ -23,15 +24,6 @@ def _run(*args, env=None, cwd=None):
     return result.returncode, result.stdout, result.stderr
 
 
-def _assert_user_error(code, stderr, *fragments):
-    assert code == 2, stderr
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("tfaccel: error:")]
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
@@ -41,7 +33,7 @@ def _assert_user_error(code, stderr, *fragments):
 )
 def test_baseline_rejects_unknown_names(args, fragments, capsys):
     code = main(["baseline", *args])
-    _assert_user_error(code, capsys.readouterr().err, *fragments)
+    assert_user_error(code, capsys.readouterr().err, *fragments)
 
 
 def test_validate_good_recipe(capsys):
@@ -56,7 +48,7 @@ def test_malformed_recipe_names_key_path(tmp_path, capsys):
         "baseline: {epochs: 2, batchsize: 8}\n"
     )
     code = main(["run", str(recipe)])
-    _assert_user_error(
+    assert_user_error(
         code, capsys.readouterr().err, "baseline.batchsize", "unknown key"
     )
 
@@ -68,18 +60,18 @@ def test_unreadable_model_path(tmp_path, capsys, monkeypatch):
         "model: {path: models/missing.keras}\n"
     )
     code = main(["run", "r.yaml"])
-    _assert_user_error(code, capsys.readouterr().err, "missing.keras", "does not exist")
+    assert_user_error(code, capsys.readouterr().err, "missing.keras", "does not exist")
 
 
 def test_missing_debian_packages_for_translation(tmp_path):
     env = {"SWORD_PATH": str(tmp_path / "sword"), "TFACCEL_CACHE_DIR": str(tmp_path)}
     code, _, stderr = _run("baseline", "--task", "translation", env=env)
-    _assert_user_error(code, stderr, "apt-get install sword-text-kjv sword-text-sparv")
+    assert_user_error(code, stderr, "apt-get install sword-text-kjv sword-text-sparv")
 
 
 def test_missing_recipe_file(capsys):
     code = main(["validate", "recipes/no-such-recipe.yaml"])
-    _assert_user_error(code, capsys.readouterr().err, "no-such-recipe.yaml")
+    assert_user_error(code, capsys.readouterr().err, "no-such-recipe.yaml")
 
 
 def test_help_lists_commands():
@@ -101,7 +93,7 @@ def test_help_lists_commands():
 )
 def test_export_rejects_bad_input(args, fragments, capsys):
     code = main(["export", *args, "--out", "unused"])
-    _assert_user_error(code, capsys.readouterr().err, *fragments)
+    assert_user_error(code, capsys.readouterr().err, *fragments)
 
 
 def test_export_writes_verified_artifacts(tmp_path, capsys):
@@ -120,7 +112,7 @@ def test_export_writes_verified_artifacts(tmp_path, capsys):
     assert "Exporting tflite_fp32" in printed and "verified in LiteRT" in printed
     assert sorted(p.name for p in out.iterdir()) == ["model_fp32.tflite"]
     code = main(["export", str(tmp_path), "--formats", "onnx", "--out", "/dev/null/x"])
-    _assert_user_error(code, capsys.readouterr().err, "Cannot write exports to")
+    assert_user_error(code, capsys.readouterr().err, "Cannot write exports to")
 
 
 def _run_dir(tmp_path):
@@ -178,13 +170,13 @@ def test_report_and_summary_reject_missing_paths(
 ):
     monkeypatch.chdir(tmp_path)
     code = main(args)
-    _assert_user_error(code, capsys.readouterr().err, *fragments)
+    assert_user_error(code, capsys.readouterr().err, *fragments)
 
 
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "metrics.json").write_text(json.dumps({"task": {"task": "g2p"}}))
     code = main(["report", str(tmp_path)])
-    _assert_user_error(code, capsys.readouterr().err, "Not the metrics of a recipe run")
+    assert_user_error(code, capsys.readouterr().err, "Not the metrics of a recipe run")
     assert not (tmp_path / "report.md").exists()
 
 

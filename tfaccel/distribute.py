@@ -137,6 +137,24 @@ def cluster_workers():
     return [*cluster.get("chief", []), *cluster.get("worker", [])]
 
 
+def free_ports(count, host="127.0.0.1"):
+    """Returns `count` TCP ports free on `host` now, for workers on one machine.
+
+    The ports are released before returning, so another program could take
+    one in between; fine for tests and local runs.
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def tf_config(workers, index):
     """Returns the `TF_CONFIG` JSON of worker `index` among `workers`.
 

@@ -21,7 +21,6 @@ and receives 2 (n - 1) / n times the gradient bytes per replica and step.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -129,9 +128,9 @@ def _run_setting(setting, args):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     if setting != "workers":
         return _result(subprocess.run(base, env=env, capture_output=True, text=True))
-    from tfaccel.distribute import tf_config
+    from tfaccel.distribute import free_ports, tf_config
 
-    ports = _free_ports(2)
+    ports = free_ports(2)
     workers = [f"127.0.0.1:{port}" for port in ports]
     processes = [
         subprocess.Popen(
@@ -157,16 +156,6 @@ def _result(chief, other=None):
             sys.exit(f"a setting failed:\n{process.stderr[-3000:]}")
     line = next(x for x in chief.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def predict(gradient_bytes, ms_per_step, replicas=8):

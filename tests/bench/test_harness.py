@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from cli_checks import assert_user_error
 
 from tfaccel.bench import harness, machine
 from tfaccel.cli import main
@@ -30,15 +31,6 @@ ROW_KEYS = {
     "peak_rss_bytes",
     "rss_over_imports_bytes",
 }
-
-
-def _assert_user_error(code, stderr, *fragments):
-    assert code == 2, stderr
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.startswith("tfaccel: error:")]
-    assert len(lines) == 1, stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def _report(cpu="AMD EPYC", cores=2, threads=1, p50s=(2.0, 1.0)):
@@ -195,7 +187,7 @@ def test_compare_refuses_other_threads_and_cpus(bench, run_dir, tmp_path, capsys
         other = _write(tmp_path / key, edited)
         code = main(["bench", "--compare", str(run_dir / "bench.json"), other])
         expected = f"{section}.{key}: {bench[section][key]!r} vs {value!r}"
-        _assert_user_error(code, capsys.readouterr().err, expected)
+        assert_user_error(code, capsys.readouterr().err, expected)
 
 
 # === Without timing anything ===
@@ -230,12 +222,12 @@ def test_compare_refuses_other_machines_and_threads(tmp_path, field, value, expe
 def test_compare_errors_are_one_line(tmp_path, capsys):
     a = _write(tmp_path / "a", _report())
     code = main(["bench", "--compare", a, str(tmp_path / "missing" / "bench.json")])
-    _assert_user_error(code, capsys.readouterr().err, "not a bench.json", "missing")
+    assert_user_error(code, capsys.readouterr().err, "not a bench.json", "missing")
     (tmp_path / "c.json").write_text(json.dumps({"rows": []}))
     code = main(["bench", "--compare", a, str(tmp_path / "c.json")])
-    _assert_user_error(code, capsys.readouterr().err, "not a bench.json")
+    assert_user_error(code, capsys.readouterr().err, "not a bench.json")
     code = main(["bench", "--compare", a])
-    _assert_user_error(code, capsys.readouterr().err, "two bench.json or more")
+    assert_user_error(code, capsys.readouterr().err, "two bench.json or more")
 
 
 @pytest.mark.parametrize(
@@ -250,7 +242,7 @@ def test_compare_errors_are_one_line(tmp_path, capsys):
 )
 def test_cli_errors_are_one_line(args, fragments, capsys):
     code = main(["bench", *args])
-    _assert_user_error(code, capsys.readouterr().err, *fragments)
+    assert_user_error(code, capsys.readouterr().err, *fragments)
 
 
 def test_artifacts_are_named_by_their_format(tmp_path):

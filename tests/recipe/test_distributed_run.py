@@ -5,7 +5,6 @@ at run time), including a worker killed mid-run and the restart."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import time
 import pytest
 import yaml
 
+from tfaccel.distribute import free_ports
 from tfaccel.recipe import baseline as baseline_lib
 from tfaccel.recipe import checkpoint
 from tfaccel.recipe.loader import parse_recipe
@@ -102,18 +102,8 @@ def test_mirrored_recipe_matches_one_device(root, single, monkeypatch):
     assert not (root / ".mirrored.resume").exists()
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start_workers(path, root, logs, extra=()):
-    workers = ",".join(f"127.0.0.1:{port}" for port in _free_ports(2))
+    workers = ",".join(f"127.0.0.1:{port}" for port in free_ports(2))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_CONFIG", None)
     processes = []

@@ -10,7 +10,6 @@ the encoder once and decode with a cache.
 """
 
 import collections
-import pathlib
 
 import numpy as np
 
@@ -153,17 +152,9 @@ class LiteRTTwin:
     """
 
     def __init__(self, model, num_threads=1):
-        from ai_edge_litert.interpreter import Interpreter
+        from tfaccel.export.tflite import load_interpreter
 
-        if isinstance(model, bytes):
-            self.interpreter = Interpreter(model_content=model, num_threads=num_threads)
-        else:
-            path = pathlib.Path(model)
-            if not path.is_file():
-                raise UserError(f"No TFLite file at '{path}'. Received: model={model}")
-            self.interpreter = Interpreter(
-                model_path=str(path), num_threads=num_threads
-            )
+        self.interpreter = load_interpreter(model, num_threads)
         self._run = self.interpreter.get_signature_runner()
         details = self._run.get_input_details()
         self.batch_size, self.source_length = (

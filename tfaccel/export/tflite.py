@@ -329,6 +329,24 @@ def _trace_one(model, ids, source_length, target_length):
     return samples
 
 
+def load_interpreter(model, num_threads=1):
+    """Returns LiteRT's `Interpreter` for `.tflite` bytes or a file path.
+
+    Raises:
+        UserError: if the path is not a file.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    if isinstance(model, bytes):
+        return Interpreter(model_content=model, num_threads=num_threads)
+    path = pathlib.Path(model)
+    if not path.is_file():
+        raise UserError(
+            f"No TFLite file at '{path}'. Export one first. Received: model={model}"
+        )
+    return Interpreter(model_path=str(path), num_threads=num_threads)
+
+
 class LiteRTModel:
     """A `.tflite` seq2seq model run in LiteRT's interpreter.
 
@@ -345,17 +363,7 @@ class LiteRTModel:
     """
 
     def __init__(self, model, num_threads=1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        if isinstance(model, bytes):
-            self.interpreter = Interpreter(model_content=model, num_threads=num_threads)
-        else:
-            path = pathlib.Path(model)
-            if not path.is_file():
-                raise UserError(f"No TFLite file at '{path}'. Export one first.")
-            self.interpreter = Interpreter(
-                model_path=str(path), num_threads=num_threads
-            )
+        self.interpreter = load_interpreter(model, num_threads)
         self._encode = self.interpreter.get_signature_runner(signatures.ENCODE)
         self._decode = self.interpreter.get_signature_runner(signatures.DECODE_STEP)
         details = self._decode.get_input_details()
