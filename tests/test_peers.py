@@ -56,9 +56,29 @@ def tiny_baseline(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def peers_run(tiny_baseline, tmp_path_factory):
+def tfaccel_artifact(tiny_baseline, tmp_path_factory):
+    """A tfaccel export of the tiny baseline: its dynamic-range TFLite file."""
+    from tfaccel.export import api
+    from tfaccel.models import load_model
+
+    task = tasks.get_task("g2p", 300)
+    folder = tmp_path_factory.mktemp("savedmodels") / "tiny-run"
+    result = api.export(
+        load_model(tiny_baseline),
+        folder,
+        ["tflite_dynamic"],
+        source_length=task.max_source_length,
+        max_length=task.max_generate_length,
+        min_agreement=0.0,  # untrained: its argmax ties are arbitrary
+    )
+    return pathlib.Path(result["tflite_dynamic"].path)
+
+
+@pytest.fixture(scope="module")
+def peers_run(tiny_baseline, tfaccel_artifact, tmp_path_factory):
     out = tmp_path_factory.mktemp("peers")
     argv = ["--baseline", str(tiny_baseline), "--out", str(out), "--batch-sizes", "1"]
+    argv += ["--tfaccel", str(tfaccel_artifact)]
     argv += ["--warmup", "1", "--repeats", "2", "--eval-examples", "20"]
     argv += ["--tfmot-epochs", "1", "--tfmot-steps", "2"]
     argv += [] if HAS_TFMOT else ["--skip", "tfmot"]
@@ -104,6 +124,37 @@ def test_peers_share_the_baseline_and_its_threads(peers_run, tiny_baseline):
     model = {"path": str(tiny_baseline), "random_weights": False, "max_examples": 300}
     assert report["model"] == model
     assert report["task"] == "g2p"
+
+
+@pytest.mark.large
+def test_tfaccel_artifacts_join_the_peers_rotation(peers_run, tfaccel_artifact):
+    out, report = peers_run
+    (name,) = report["tfaccel"]
+    assert name == "tiny-run/tflite_dynamic"
+    record = report["tfaccel"][name]
+    assert record["files"] == [str(tfaccel_artifact)]
+    assert record["runtime"].startswith("LiteRT")
+    assert record["bytes"] == tfaccel_artifact.stat().st_size
+    # Timed in the same rotation as the peers: one row per batch size, with
+    # its ratio against the naive peer of this same process.
+    rows = [row for row in report["rows"] if row["name"] == name]
+    assert [row["batch_size"] for row in rows] == [1]
+    naive = report["peers"]["naive"]["latency"]["1"]["p50_ms"]
+    latency = record["latency"]["1"]
+    assert latency["ratio"] == pytest.approx(naive / latency["p50_ms"])
+    # Scored as the peers are, on the same examples; it is the same conversion
+    # as the tflite_dynamic peer, so it makes the same predictions.
+    assert record["test"]["examples"] == report["peers"]["naive"]["test"]["examples"]
+    assert record["test"]["per"] == report["peers"]["tflite_dynamic"]["test"]["per"]
+    assert f"| {name} |" in (out / "peers.md").read_text()
+    assert name not in report["peers"]
+
+
+def test_a_missing_tfaccel_artifact_fails_before_any_peer_is_built(tmp_path):
+    argv = ["--preset", "tiny", "--random-weights", "--out", str(tmp_path)]
+    with pytest.raises(UserError, match="No run folder or artifact at"):
+        peers.main([*argv, "--tfaccel", str(tmp_path / "missing.tflite")])
+    assert not (tmp_path / "artifacts").exists()
 
 
 @pytest.mark.large
@@ -255,6 +306,37 @@ def test_results_table_bench_json_takes_precedence(tmp_path):
     assert (int8["p50_ms"], int8["vs_naive"], int8["test"]["wer"]) == (4.0, 10.0, 0.32)
 
 
+def test_results_table_reads_tfaccel_records_and_checks_the_bars(tmp_path):
+    peers_json, _ = _synthetic(tmp_path)
+    report = json.loads(peers_json.read_text())
+    report["tfaccel"] = {
+        # 4x faster than onnx_int8 and 5x smaller, 0.5 points of WER lost.
+        "run/tflite_int8": _peer(1.25, 0.305, size=200_000),
+        # Faster still, but 3 points worse: not tfaccel's best.
+        "run/tflite_worse": _peer(0.5, 0.33, size=100_000),
+    }
+    peers_json.write_text(json.dumps(report))
+    entries, key, best, _, notes = results_table.build(peers_json, [], max_loss=1.5)
+    by_name = {e["name"]: e for e in entries}
+    assert [e["kind"] for e in entries] == ["peer"] * 4 + ["tfaccel"] * 2
+    assert best["name"] == "onnx_int8"
+    int8 = by_name["run/tflite_int8"]
+    assert int8["vs_naive"] == pytest.approx(32.0)
+    assert int8["vs_best_peer"] == pytest.approx(4.0)
+    assert int8["smaller"] == pytest.approx(5.0)  # against keras_cached's file
+    assert results_table.best_tfaccel(entries, key, 1.5) is int8
+    assert notes[0] == (
+        "tfaccel's fastest within 1.5 points: `run/tflite_int8`, WER +0.50 points "
+        "against fp32: 32.00× naive (meets 3), 4.00× best peer (meets 1.3), "
+        "5.00× smaller than the fp32 file (meets 4)."
+    )
+    # A bar missed is said so.
+    report["tfaccel"]["run/tflite_int8"]["bytes"] = 500_000
+    peers_json.write_text(json.dumps(report))
+    _, _, _, _, notes = results_table.build(peers_json, [], max_loss=1.5)
+    assert "2.00× smaller than the fp32 file (misses 4)" in notes[0]
+
+
 def test_results_table_writes_markdown_and_png(tmp_path):
     peers_json, run = _synthetic(tmp_path)
     out, plot = tmp_path / "out" / "results.md", tmp_path / "out" / "plot.png"
@@ -264,5 +346,5 @@ def test_results_table_writes_markdown_and_png(tmp_path):
     assert "Test CPU (2 cores), 1 thread(s) per runtime, on 2026-01-02" in text
     assert "Best peer: `onnx_int8`" in text
     assert "| **g2p-prune50-qat-int8 / tflite_int8** | LiteRT | 31.00 |" in text
-    assert "| 2.00 | 20.00× | 2.50× |" in text
+    assert "| 0.400 | 0.200 | 2.50× | not measured | 2.00 | 20.00× | 2.50× |" in text
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# The README's results table in one command: every tfaccel pipeline and every
-# peer, measured on this machine with the same pinned threads.
+# The README's results tables in one command: every tfaccel pipeline and every
+# peer, timed in one process per model size with the same pinned threads.
 #
-# 1. Runs the pipelines' recipes (training the cached G2P baseline, and the
-#    24-epoch teacher that g2p-shrink-distill starts from, when missing), then
-#    times every runtime of each run with `tfaccel bench` (a fresh process per
-#    runtime, THREADS threads each).
-# 2. Runs tools/peers.py on the baseline (THREADS threads for every runtime).
-# 3. Merges both with tools/results_table.py into $OUT/results.md (for the
-#    README to include) and $OUT/wer_latency.png.
+# G2P small (trained):
+# 1. Runs the pipelines' recipes (training the cached 12-epoch G2P baseline
+#    first when it is missing).
+# 2. Runs tools/peers.py on that baseline, with the pipelines' deployable
+#    files (`--tfaccel`) in the same timing rotation and scoring as the peers.
+# base preset (timing only, untrained weights):
+# 3. Runs recipes/g2p-base-shrink-int8.yaml (its baseline is the untrained
+#    base model), then tools/peers.py on that baseline with the shrunk int8
+#    file in the rotation, without scoring and without the tfmot peers.
+# 4. Merges each into $OUT/results-small.md and $OUT/results-base.md (for
+#    the README), with a plot of WER against latency for small.
 #
-# Hours on 2 CPU cores: baseline ~25 min, teacher ~60 min, each recipe 15-30
-# min, the peers (tfmot training included) and timings about an hour.
+# On 2 CPU cores: baseline ~30 min, the three recipes ~60 min, the small
+# peers ~30 min (tfmot training included), base ~20 min.
 # Settings, from the environment (defaults shown):
-#   THREADS=1 WARMUP=5 REPEATS=30 TFMOT_EPOCHS=4 OUT=results PEERS_OUT=savedmodels/peers
-#   REUSE=1      keep run folders that already have metrics.json (default: rerun)
-#   DRY_RUN=1    print the commands instead of running them
+#   THREADS=1 WARMUP=5 REPEATS=30 TFMOT_EPOCHS=4 OUT=results
+#   BASE_REPEATS=10  repeats for the base preset (its naive peer is slow)
+#   REUSE=1          keep run folders that already have metrics.json
+#   BENCH_RUNS=1     also run `tfaccel bench` on each run folder (per-runtime
+#                    processes: peak RSS, p90/p99 at batch 16)
+#   DRY_RUN=1        print the commands instead of running them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tfaccel="${TFACCEL:-.venv/bin/tfaccel}"
@@ -23,16 +30,23 @@ python="${PYTHON:-.venv/bin/python}"
 threads="${THREADS:-1}"
 warmup="${WARMUP:-5}"
 repeats="${REPEATS:-30}"
+base_repeats="${BASE_REPEATS:-10}"
 out="${OUT:-results}"
-peers_out="${PEERS_OUT:-savedmodels/peers}"
 # The 4 + 2 epochs of g2p-prune50-qat-int8: tfmot gets the same budget.
 tfmot_epochs="${TFMOT_EPOCHS:-4}"
 baseline=savedmodels/baseline-g2p-small/model.keras
-teacher=savedmodels/teacher24/baseline-g2p-small/model.keras
+base_recipe=recipes/g2p-base-shrink-int8.yaml
+# Each pipeline and the files of it to time against the peers.
 recipes=(
   recipes/g2p-prune50-qat-int8.yaml
   recipes/g2p-prune-cluster-qat.yaml
-  recipes/g2p-shrink-distill.yaml
+  recipes/g2p-shrink-distill-int8.yaml
+)
+declare -A files=(
+  [recipes/g2p-prune50-qat-int8.yaml]="model_int8.tflite onnx_int8"
+  [recipes/g2p-prune-cluster-qat.yaml]="model_int8.tflite"
+  [recipes/g2p-shrink-distill-int8.yaml]="model_int8.tflite"
+  [$base_recipe]="model_int8.tflite"
 )
 
 step() {
@@ -46,34 +60,44 @@ r = yaml.safe_load(open(sys.argv[1]))
 print(r.get("output_dir", "savedmodels") + "/" + r["name"])' "$1"
 }
 
-for recipe in "${recipes[@]}"; do
-  [[ -f "$recipe" ]] || { echo "bench_all.sh: missing $recipe" >&2; exit 2; }
-done
-
-# === 1. tfaccel pipelines ===
-if [[ ! -f "$teacher" ]]; then
-  step "$tfaccel" baseline --task g2p --preset small --epochs 24 \
-    --output-root savedmodels/teacher24
-fi
-runs=()
-for recipe in "${recipes[@]}"; do
-  dir="$(run_dir "$recipe")"
-  runs+=("$dir")
+run_recipe() {  # runs a recipe unless REUSE keeps its folder; prints the folder
+  local dir
+  dir="$(run_dir "$1")"
   if [[ -n "${REUSE:-}" && -f "$dir/metrics.json" ]]; then
     echo "Reusing $dir (REUSE is set)" >&2
   else
     # Exit code 1: an `assert` limit was missed; the run folder is written.
-    step "$tfaccel" run "$recipe" || [[ $? -eq 1 ]]
+    step "$tfaccel" run "$1" >&2 || [[ $? -eq 1 ]]
   fi
-  step "$tfaccel" bench "$dir" --threads "$threads" --warmup "$warmup" \
-    --repeats "$repeats" --batch-sizes 1,16
+  if [[ -n "${BENCH_RUNS:-}" ]]; then
+    step "$tfaccel" bench "$dir" --threads "$threads" --warmup "$warmup" \
+      --repeats "$repeats" --batch-sizes 1,16 >&2
+  fi
+  echo "$dir"
+}
+
+for recipe in "${recipes[@]}" "$base_recipe"; do
+  [[ -f "$recipe" ]] || { echo "bench_all.sh: missing $recipe" >&2; exit 2; }
 done
 
-# === 2. Peers, from the baseline the first two recipes started from ===
-step "$python" tools/peers.py --baseline "$baseline" --out "$peers_out" \
+# === G2P small ===
+artifacts=()
+for recipe in "${recipes[@]}"; do
+  dir="$(run_recipe "$recipe")"
+  for file in ${files[$recipe]}; do artifacts+=("$dir/$file"); done
+done
+step "$python" tools/peers.py --baseline "$baseline" --out savedmodels/peers \
   --threads "$threads" --warmup "$warmup" --repeats "$repeats" \
-  --batch-sizes 1,16 --tfmot-epochs "$tfmot_epochs"
+  --batch-sizes 1,16 --tfmot-epochs "$tfmot_epochs" --tfaccel "${artifacts[@]}"
+step "$python" tools/results_table.py --peers savedmodels/peers/peers.json \
+  --max-loss 1.5 --out "$out/results-small.md" --plot "$out/wer_latency.png"
 
-# === 3. One table and one plot ===
-step "$python" tools/results_table.py --peers "$peers_out/peers.json" \
-  --runs "${runs[@]}" --out "$out/results.md" --plot "$out/wer_latency.png"
+# === base preset, timing only ===
+dir="$(run_recipe "$base_recipe")"
+base_baseline="$(dirname "$dir")/baseline-g2p-base/model.keras"
+step "$python" tools/peers.py --baseline "$base_baseline" --timing-only \
+  --skip tfmot --out savedmodels/peers-base --threads "$threads" \
+  --warmup 2 --repeats "$base_repeats" --batch-sizes 1,16 \
+  --tfaccel "$dir/${files[$base_recipe]}"
+step "$python" tools/results_table.py --peers savedmodels/peers-base/peers.json \
+  --out "$out/results-base.md"

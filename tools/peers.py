@@ -16,6 +16,10 @@ one process, on the same batches of real test sources:
   without a cache (the twin has no cached decoding). What tfmot refused is
   recorded in `peers.json` under `tfmot`.
 
+With `--tfaccel PATH...`, tfaccel's own artifacts (or `tfaccel run` folders)
+join the same timing rotation and scoring, under `tfaccel` in peers.json:
+their speed-ups against the peers are then measured in one process.
+
 Timing is `tfaccel.bench.timing.benchmark` (greedy generation of whole
 sequences, warm-up then repeats, runners in rotating order); accuracy is
 `task.evaluate` on the test split; sizes are bytes on disk, raw and gzip.
@@ -130,6 +134,19 @@ def _parser():
         "--tfmot-steps", type=int, help="batches per tfmot epoch (default: all)"
     )
     parser.add_argument("--tfmot-batch-size", type=int, default=128)
+    parser.add_argument(
+        "--tfaccel",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="tfaccel artifacts (or `tfaccel run` folders) to time in the same "
+        "rotation as the peers, and score the same way",
+    )
+    parser.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="time and size, but do not score (e.g. an untrained --baseline)",
+    )
     parser.add_argument("--preset", help="with --random-weights: tiny, small, base")
     parser.add_argument(
         "--random-weights",
@@ -476,6 +493,33 @@ def build_peers(model, ctx, skipped):
     return peers, errors
 
 
+def build_candidates(targets, ctx):
+    """Returns `(candidates, errors)`: tfaccel's artifacts, loaded as peers are.
+
+    Each is named `<run folder>/<artifact>` and timed in the peers' rotation,
+    so the speed-ups against the peers are measured in one process.
+    """
+    from tfaccel.bench import harness
+
+    candidates, errors = {}, {}
+    for target in targets:
+        run = pathlib.Path(target.run_dir or pathlib.Path(target.path).parent).name
+        name = target.name if "/" in target.name else f"{run}/{target.name}"
+        ctx.log(f"Loading tfaccel's {name}")
+        try:
+            runner = harness.load_target(target, ctx.threads)
+            runtime = harness.target_runtime(target, runner)
+            info = {"description": f"tfaccel: {target.name} of {run}"}
+            peer = Peer(name, runner, runtime, [pathlib.Path(target.path)], info)
+            _smoke(peer, ctx)
+        except Exception as error:  # measured as the peers are: a failure is a result
+            errors[name] = _one_line(error)
+            ctx.log(f"  {name} failed: {errors[name]}")
+            continue
+        candidates[name] = peer
+    return candidates, errors
+
+
 def _smoke(peer, ctx):
     # One call per batch size before timing: a runner that cannot generate
     # is reported as failed instead of stopping the benchmark.
@@ -525,6 +569,8 @@ def score(peer, task, args):
     """Returns `(test scores or None, reason when None)`."""
     if args.random_weights:
         return None, "not measured: --random-weights (an untrained model)"
+    if args.timing_only:
+        return None, "not measured: --timing-only"
     return task.evaluate(peer.runner, "test", max_examples=args.eval_examples), None
 
 
@@ -544,7 +590,7 @@ def peer_record(peer, rows, test, reason, folder):
         if row["name"] == peer.name
     }
     return {
-        "description": DESCRIPTIONS[peer.name],
+        "description": DESCRIPTIONS.get(peer.name),  # tfaccel's: in peer.info
         "runtime": peer.runtime,
         "files": [_label(path, folder) for path in peer.files],
         "bytes": size,
@@ -636,7 +682,7 @@ def _table(report):
     for size in sizes:
         header += [f"b{size} p50 ms/seq", f"b{size} speed-up"]
     rows = []
-    for name, peer in peers.items():
+    for name, peer in {**peers, **report.get("tfaccel", {})}.items():
         test = peer["test"] or {}
         cells = [name, peer["runtime"]]
         cells += [_number(test.get(k), SCORES[k][1], ".2f") for k in scores]
@@ -719,6 +765,7 @@ def main(argv=None, log=print):
     """
     args = _check(_parser().parse_args(argv))
     threads = pin_threads(args.threads)  # before TensorFlow runs any op
+    targets = _tfaccel_targets(args.tfaccel)  # a wrong path fails before training
     task, model, keras_file, model_info = load_inputs(args, log)
     out = pathlib.Path(args.out)
     with atomic_dir(out / "artifacts", replace=True) as folder:
@@ -728,11 +775,20 @@ def main(argv=None, log=print):
         peers, errors = build_peers(model, ctx, _skipped(args))
         if not peers:
             raise UserError(f"No peer could be built. Received: errors={errors}")
-        records, rows, reference = measure(peers, ctx)
+        candidates, failed = build_candidates(targets, ctx)
+        records, rows, reference = measure({**peers, **candidates}, ctx)
     report = _report(ctx, model_info, threads, records, errors, rows, reference)
+    report["tfaccel"] = {name: report["peers"].pop(name) for name in candidates}
+    report["errors"].update(failed)
     write_outputs(report, out)
     log(f"Wrote {out / 'peers.json'} and peers.md")
     return report
+
+
+def _tfaccel_targets(paths):
+    from tfaccel.bench import harness
+
+    return harness.find_targets(paths) if paths else []
 
 
 def measure(peers, ctx):

@@ -47,7 +47,7 @@ def _p50(rows, name, batch=1):
     return None
 
 
-def _entry(name, kind, runtime, test, size, p50):
+def _entry(name, kind, runtime, test, size, p50, tokens=None):
     return {
         "name": name,
         "kind": kind,
@@ -56,6 +56,7 @@ def _entry(name, kind, runtime, test, size, p50):
         "bytes": (size or {}).get("bytes"),
         "gzip_bytes": (size or {}).get("gzip_bytes"),
         "p50_ms": p50,
+        "mean_tokens": tokens,  # generated per sequence at batch 1
     }
 
 
@@ -63,20 +64,29 @@ def _entry(name, kind, runtime, test, size, p50):
 
 
 def peer_entries(peers):
-    """Returns one entry per peer of a peers.json dict, in the order timed."""
+    """Returns one entry per record of a peers.json dict, in the order timed.
+
+    Its peers, then the tfaccel artifacts timed in the same rotation
+    (`peers.py --tfaccel`).
+    """
+    records = {name: ("peer", r) for name, r in peers["peers"].items()}
+    records |= {name: ("tfaccel", r) for name, r in peers.get("tfaccel", {}).items()}
     timed = [row["name"] for row in peers.get("rows", [])]
-    order = list(dict.fromkeys(timed + list(peers["peers"])))
+    order = dict.fromkeys(timed + list(records))  # peers first, then tfaccel's
+    order = sorted(order, key=lambda n: records.get(n, ("",))[0] == "tfaccel")
     return [
         _entry(
             name,
-            "peer",
-            peer["runtime"],
-            peer.get("test"),
-            peer,
-            peer.get("latency", {}).get("1", {}).get("p50_ms"),
+            kind,
+            record["runtime"],
+            record.get("test"),
+            record,
+            record.get("latency", {}).get("1", {}).get("p50_ms"),
+            record.get("latency", {}).get("1", {}).get("mean_tokens"),
         )
         for name in order
-        if (peer := peers["peers"].get(name)) is not None
+        if name in records
+        for kind, record in [records[name]]
     ]
 
 
@@ -152,13 +162,65 @@ def best_peer(entries, key, max_loss):
 
 
 def add_speedups(entries, best):
-    """Adds `vs_naive` and `vs_best_peer`: their p50 over each entry's (batch 1)."""
+    """Adds `vs_naive` and `vs_best_peer`, their p50 over each entry's (batch 1),
+    and `smaller`: the fp32 baseline file's bytes over the entry's."""
     naive = next((e for e in entries if e["name"] == NAIVE), None)
+    fp32 = next((e for e in entries if e["name"] == REFERENCE), {}).get("bytes")
     for e in entries:
         for field, other in (("vs_naive", naive), ("vs_best_peer", best)):
             ok = e["p50_ms"] and other and other["p50_ms"]
             e[field] = other["p50_ms"] / e["p50_ms"] if ok else None
+        e["smaller"] = fp32 / e["bytes"] if fp32 and e["bytes"] else None
     return entries
+
+
+def best_tfaccel(entries, key, max_loss):
+    """The fastest tfaccel entry at batch 1 within `max_loss` points of fp32
+    Keras (any timed one when nothing is scored); None if there is none."""
+    _, scale, higher = SCORES[key]
+    timed = [e for e in entries if e["kind"] == "tfaccel" and e["p50_ms"]]
+    reference = next((e for e in entries if e["name"] == REFERENCE), {})
+    fp32 = reference.get("test", {}).get(key)
+    if fp32 is not None and any(key in e["test"] for e in timed):
+        sign = -1 if higher else 1
+        timed = [
+            e
+            for e in timed
+            if key in e["test"] and sign * (e["test"][key] - fp32) * scale <= max_loss
+        ]
+    return min(timed, key=lambda e: e["p50_ms"], default=None)
+
+
+def verdict(entries, key, max_loss, bars=(3.0, 1.3, 4.0)):
+    """One line: tfaccel's best against the bars (× naive, × best peer, × smaller)."""
+    label, scale, _ = SCORES[key]
+    label = label.split()[0]  # "WER", not "WER %"
+    best = best_tfaccel(entries, key, max_loss)
+    if best is None:
+        return f"No tfaccel artifact is within {max_loss:g} {label} points of fp32."
+    checks = [
+        ("× naive", best["vs_naive"], bars[0]),
+        ("× best peer", best["vs_best_peer"], bars[1]),
+        ("× smaller than the fp32 file", best["smaller"], bars[2]),
+    ]
+    parts = [
+        "not measured"
+        if value is None
+        else f"{value:.2f}{what} ({'meets' if value >= bar else 'misses'} {bar:g})"
+        for what, value, bar in checks
+    ]
+    reference = next((e for e in entries if e["name"] == REFERENCE), {})
+    fp32 = reference.get("test", {}).get(key)
+    change = (
+        f", {label} {(best['test'][key] - fp32) * scale:+.2f} points against fp32"
+        if fp32 is not None and key in best["test"]
+        else ""
+    )
+    return (
+        f"tfaccel's fastest within {max_loss:g} points: `{best['name']}`{change}: "
+        + ", ".join(parts)
+        + "."
+    )
 
 
 # === Output ===
@@ -183,19 +245,22 @@ def render_markdown(entries, key, best, peers, max_loss, notes=()):
     lines = [
         f"Measured on {machine.get('cpu', 'unknown CPU')} ({machine.get('cores')} "
         f"cores), {threads} thread(s) per runtime, on {date}. Latency: p50 of "
-        "greedy generation of a whole test sequence at batch 1. Speed-ups: the "
-        f"naive peer's p50 (or the best peer's) over the row's. Best peer: "
+        "greedy generation of a whole test sequence at batch 1 (tokens: the "
+        "mean generated per sequence). Speed-ups: the "
+        f"naive peer's p50 (or the best peer's) over the row's. × smaller: the "
+        f"fp32 baseline file ({REFERENCE}'s) over the row's file. Best peer: "
         f"{best_text}.",
         "",
     ]
-    header = ["model", "runtime", label, "MB", "gzip MB", "p50 ms (batch 1)"]
-    header += ["× naive", "× best peer"]
+    header = ["model", "runtime", label, "MB", "gzip MB", "× smaller"]
+    header += ["tokens", "p50 ms (batch 1)", "× naive", "× best peer"]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for e in entries:
         name = f"**{e['name']}**" if e["kind"] == "tfaccel" else e["name"]
         cells = [name, e["runtime"], _cell(e["test"].get(key), ".2f", scale)]
         cells += [_cell(e["bytes"], ".3f", 1e-6), _cell(e["gzip_bytes"], ".3f", 1e-6)]
-        cells += [_cell(e["p50_ms"], ".2f")]
+        cells += [_cell(e["smaller"], ".2f") + "×" * (e["smaller"] is not None)]
+        cells += [_cell(e["mean_tokens"], ".1f"), _cell(e["p50_ms"], ".2f")]
         cells += [_cell(e["vs_naive"], ".2f") + "×" * (e["vs_naive"] is not None)]
         best_ratio = e["vs_best_peer"]
         cells += [_cell(best_ratio, ".2f") + "×" * (best_ratio is not None)]
@@ -275,7 +340,8 @@ def build(peers_path, run_folders, max_loss=2.0):
     key = score_key(entries)
     best = best_peer(entries, key, max_loss)
     notes = drift_notes(peers, run_folders)
-    return add_speedups(entries, best), key, best, peers, notes
+    entries = add_speedups(entries, best)
+    return entries, key, best, peers, [verdict(entries, key, max_loss), *notes]
 
 
 def main(argv=None):

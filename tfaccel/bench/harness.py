@@ -341,14 +341,14 @@ def _measure(spec):
         importlib.import_module(module)
     baseline = peak_rss_bytes()
     start = time.perf_counter()
-    runner = _load(target, threads)
+    runner = load_target(target, threads)
     load_seconds = time.perf_counter() - start
     rows = [_time(runner, task, spec, size, baseline) for size in spec["batch_sizes"]]
     test = task.evaluate(runner, "test", max_examples=spec["test_examples"])
     print(f"  {target.name} test: {tasks.format_metrics(test)}", flush=True)
     runtime = {
         **dataclasses.asdict(target),
-        "runtime": _runtime(target, runner),
+        "runtime": target_runtime(target, runner),
         "load_seconds": load_seconds,
         "imports_rss_bytes": baseline,
         "test": test,
@@ -362,7 +362,8 @@ def runtime_modules(fmt):
     return ("tfaccel.models", *_MODULES[prefix])
 
 
-def _load(target, threads):
+def load_target(target, threads):
+    """Returns the runner of a `Target`: a Keras model or an export's runtime."""
     if target.format == "keras":
         from tfaccel.models import load_model
 
@@ -400,7 +401,8 @@ def peak_rss_bytes():
     return peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
 
 
-def _runtime(target, runner):
+def target_runtime(target, runner):
+    """Returns the runtime's name and version, e.g. "LiteRT 2.0.2"."""
     from importlib.metadata import version
 
     if hasattr(runner, "runtime"):  # ORTModel, TensorRTModel
