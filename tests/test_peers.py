@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -63,6 +64,10 @@ def tfaccel_artifact(tiny_baseline, tmp_path_factory):
 
     task = tasks.get_task("g2p", 300)
     folder = tmp_path_factory.mktemp("savedmodels") / "tiny-run"
+    folder.mkdir()
+    # Laid out as a `tfaccel run` folder: its model and metrics.json beside it.
+    shutil.copy(tiny_baseline, folder / "model.keras")
+    (folder / "metrics.json").write_text(json.dumps({"recipe": {"name": "tiny"}}))
     result = api.export(
         load_model(tiny_baseline),
         folder,
@@ -148,6 +153,36 @@ def test_tfaccel_artifacts_join_the_peers_rotation(peers_run, tfaccel_artifact):
     assert record["test"]["per"] == report["peers"]["tflite_dynamic"]["test"]["per"]
     assert f"| {name} |" in (out / "peers.md").read_text()
     assert name not in report["peers"]
+
+
+@pytest.mark.large
+def test_roofline_puts_each_decode_step_against_the_memory_floor(
+    peers_run, tiny_baseline
+):
+    from tfaccel.bench.roofline import decode_step_bytes
+    from tfaccel.models import load_model
+
+    out, report = peers_run
+    roofline = report["roofline"]
+    assert roofline["bandwidth_gbs"] > 0
+    model = load_model(tiny_baseline)
+    fp32, int8 = decode_step_bytes(model, "fp32"), decode_step_bytes(model, "int8")
+    rows = roofline["rows"]
+    assert rows["keras_cached"]["step_bytes"] == fp32
+    assert rows["onnx_int8"]["step_bytes"] == int8
+    # The tfaccel file's step bytes come from its run folder's model.keras.
+    assert rows["tiny-run/tflite_dynamic"]["step_bytes"] == int8
+    timed = {**report["peers"], **report["tfaccel"]}
+    assert set(rows) == set(timed)
+    for name, row in rows.items():
+        latency = timed[name]["latency"]["1"]
+        step_ms = latency["p50_ms"] / latency["mean_tokens"]
+        assert row["step_ms"] == pytest.approx(step_ms)
+        floor_ms = row["step_bytes"] / (roofline["bandwidth_gbs"] * 1e9) * 1e3
+        assert row["floor_fraction"] == pytest.approx(floor_ms / step_ms)
+        assert 0 < row["floor_fraction"] < 1, name  # no runtime beats the floor
+    markdown = (out / "peers.md").read_text()
+    assert "## Batch-1 decode step against the memory floor" in markdown
 
 
 def test_a_missing_tfaccel_artifact_fails_before_any_peer_is_built(tmp_path):
@@ -346,5 +381,8 @@ def test_results_table_writes_markdown_and_png(tmp_path):
     assert "Test CPU (2 cores), 1 thread(s) per runtime, on 2026-01-02" in text
     assert "Best peer: `onnx_int8`" in text
     assert "| **g2p-prune50-qat-int8 / tflite_int8** | LiteRT | 31.00 |" in text
-    assert "| 0.400 | 0.200 | 2.50× | not measured | 2.00 | 20.00× | 2.50× |" in text
+    assert (
+        "| 0.400 | 0.200 | 2.50× | not measured | 2.00 | 20.00× | 2.50× "
+        "| not measured |" in text
+    )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

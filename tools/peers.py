@@ -64,6 +64,9 @@ DESCRIPTIONS = {
     "tfmot_int8_calibrated": "as tfmot_int8, converted with representative data",
 }
 PEERS = tuple(DESCRIPTIONS)
+# The bytes per kernel weight each peer reads in a decode step (roofline).
+WEIGHT_FORMATS = dict.fromkeys(PEERS, "int8")
+WEIGHT_FORMATS |= dict.fromkeys(("naive", "keras_cached", "keras_xla", "onnx"), "fp32")
 # --skip tfmot skips both tfmot peers (and their training).
 GROUPS = {"tfmot": ("tfmot_int8", "tfmot_int8_calibrated")}
 # What peers.json keeps of each timing row (`tfaccel.bench.timing.summarize`).
@@ -510,6 +513,7 @@ def build_candidates(targets, ctx):
             runner = harness.load_target(target, ctx.threads)
             runtime = harness.target_runtime(target, runner)
             info = {"description": f"tfaccel: {target.name} of {run}"}
+            info["step_bytes"] = _step_bytes(target)
             peer = Peer(name, runner, runtime, [pathlib.Path(target.path)], info)
             _smoke(peer, ctx)
         except Exception as error:  # measured as the peers are: a failure is a result
@@ -518,6 +522,21 @@ def build_candidates(targets, ctx):
             continue
         candidates[name] = peer
     return candidates, errors
+
+
+def _step_bytes(target):
+    # Weight bytes of one batch-1 decode step of a tfaccel artifact: its run
+    # folder's model.keras (the stripped, possibly shrunk, model) in the
+    # artifact's weight format. None outside a run folder.
+    from tfaccel.bench.roofline import decode_step_bytes
+    from tfaccel.models import load_model
+
+    if target.run_dir is None:
+        return None
+    model = load_model(pathlib.Path(target.run_dir) / "model.keras")
+    int8 = "int8" in target.name or target.format == "tflite_dynamic"
+    fp16 = "fp16" in target.name
+    return decode_step_bytes(model, "int8" if int8 else "fp16" if fp16 else "fp32")
 
 
 def _smoke(peer, ctx):
@@ -671,6 +690,7 @@ def render_markdown(report):
         _table(report),
     ]
     lines += _failures(report) + _xla_lines(report.get("xla"))
+    lines += _roofline_lines(report.get("roofline"))
     lines += _tfmot_lines(report.get("tfmot"))
     return "\n".join(lines) + "\n"
 
@@ -721,6 +741,25 @@ def _xla_lines(xla):
         "",
         f"XLA compiled the cached loop; against keras_cached: {ratios} ({verdict}).",
     ]
+
+
+def _roofline_lines(roofline):
+    if not roofline or not roofline["rows"]:
+        return []
+    lines = ["", "## Batch-1 decode step against the memory floor", ""]
+    lines.append(
+        f"Bandwidth {roofline['bandwidth_gbs']:.1f} GB/s ({roofline['method']}). "
+        "Floor: the weight bytes of one step over that bandwidth; step: the "
+        "batch-1 p50 over the mean tokens generated."
+    )
+    lines += ["", "| runner | bytes per step | floor us | step us | of floor |"]
+    lines.append("| --- | --- | --- | --- | --- |")
+    for name, row in roofline["rows"].items():
+        lines.append(
+            f"| {name} | {row['step_bytes']:,} | {row['floor_ms'] * 1e3:.1f} | "
+            f"{row['step_ms'] * 1e3:.1f} | {row['floor_fraction']:.1%} |"
+        )
+    return lines
 
 
 def _tfmot_lines(tfmot):
@@ -778,11 +817,38 @@ def main(argv=None, log=print):
         candidates, failed = build_candidates(targets, ctx)
         records, rows, reference = measure({**peers, **candidates}, ctx)
     report = _report(ctx, model_info, threads, records, errors, rows, reference)
+    report["roofline"] = roofline_section(model, candidates, rows, args.threads, log)
     report["tfaccel"] = {name: report["peers"].pop(name) for name in candidates}
     report["errors"].update(failed)
     write_outputs(report, out)
     log(f"Wrote {out / 'peers.json'} and peers.md")
     return report
+
+
+def roofline_section(model, candidates, rows, threads, log):
+    """peers.json's `roofline`: each batch-1 decode step against the memory floor.
+
+    The floor is the weights a step reads (`decode_step_bytes` in each
+    runner's weight format) over the memory bandwidth measured now, with
+    the same threads; a step is the batch-1 p50 over the mean tokens
+    generated (`roofline.floor_rows`), so 1.0 would be at the floor.
+    """
+    from tfaccel.bench import roofline
+
+    step_bytes = {
+        name: roofline.decode_step_bytes(model, fmt)
+        for name, fmt in WEIGHT_FORMATS.items()
+    }
+    step_bytes |= {n: c.info["step_bytes"] for n, c in candidates.items()}
+    step_bytes = {name: nbytes for name, nbytes in step_bytes.items() if nbytes}
+    machine = roofline.measure_bandwidth(threads=threads, seconds=2.0)
+    log(f"Memory bandwidth, {threads} thread(s): {machine['bandwidth_gbs']:.1f} GB/s")
+    floors = roofline.floor_rows(rows, step_bytes, machine["bandwidth_gbs"])
+    return {
+        "bandwidth_gbs": machine["bandwidth_gbs"],
+        "method": machine["method"],
+        "rows": {row.pop("name"): row for row in floors},
+    }
 
 
 def _tfaccel_targets(paths):

@@ -57,6 +57,7 @@ def _entry(name, kind, runtime, test, size, p50, tokens=None):
         "gzip_bytes": (size or {}).get("gzip_bytes"),
         "p50_ms": p50,
         "mean_tokens": tokens,  # generated per sequence at batch 1
+        "floor_fraction": None,  # batch-1 step: memory floor / measured
     }
 
 
@@ -71,10 +72,11 @@ def peer_entries(peers):
     """
     records = {name: ("peer", r) for name, r in peers["peers"].items()}
     records |= {name: ("tfaccel", r) for name, r in peers.get("tfaccel", {}).items()}
+    floors = peers.get("roofline", {}).get("rows", {})
     timed = [row["name"] for row in peers.get("rows", [])]
     order = dict.fromkeys(timed + list(records))  # peers first, then tfaccel's
     order = sorted(order, key=lambda n: records.get(n, ("",))[0] == "tfaccel")
-    return [
+    entries = [
         _entry(
             name,
             kind,
@@ -88,6 +90,9 @@ def peer_entries(peers):
         if name in records
         for kind, record in [records[name]]
     ]
+    for e in entries:
+        e["floor_fraction"] = floors.get(e["name"], {}).get("floor_fraction")
+    return entries
 
 
 def run_entries(folder):
@@ -230,6 +235,13 @@ def _cell(value, fmt, scale=1.0):
     return "not measured" if value is None else format(value * scale, fmt)
 
 
+def _bandwidth(peers):
+    gbs = peers.get("roofline", {}).get("bandwidth_gbs")
+    return (
+        "the bandwidth measured in the same run" if gbs is None else f"{gbs:.1f} GB/s"
+    )
+
+
 def render_markdown(entries, key, best, peers, max_loss, notes=()):
     """Returns the results table, with the machine, threads and date above it."""
     label, scale, _ = SCORES[key]
@@ -248,12 +260,14 @@ def render_markdown(entries, key, best, peers, max_loss, notes=()):
         "greedy generation of a whole test sequence at batch 1 (tokens: the "
         "mean generated per sequence). Speed-ups: the "
         f"naive peer's p50 (or the best peer's) over the row's. × smaller: the "
-        f"fp32 baseline file ({REFERENCE}'s) over the row's file. Best peer: "
+        f"fp32 baseline file ({REFERENCE}'s) over the row's file. Of floor: the "
+        "memory-bound floor of a batch-1 decode step (its weight bytes over "
+        f"{_bandwidth(peers)}) over the measured step (p50 / tokens). Best peer: "
         f"{best_text}.",
         "",
     ]
     header = ["model", "runtime", label, "MB", "gzip MB", "× smaller"]
-    header += ["tokens", "p50 ms (batch 1)", "× naive", "× best peer"]
+    header += ["tokens", "p50 ms (batch 1)", "× naive", "× best peer", "of floor"]
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for e in entries:
         name = f"**{e['name']}**" if e["kind"] == "tfaccel" else e["name"]
@@ -264,6 +278,7 @@ def render_markdown(entries, key, best, peers, max_loss, notes=()):
         cells += [_cell(e["vs_naive"], ".2f") + "×" * (e["vs_naive"] is not None)]
         best_ratio = e["vs_best_peer"]
         cells += [_cell(best_ratio, ".2f") + "×" * (best_ratio is not None)]
+        cells += [_cell(e["floor_fraction"], ".1%")]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *(f"- {note}" for note in notes)] if notes else []
     return "\n".join(lines) + "\n"

@@ -351,6 +351,36 @@ def test_run_recipe_exports_keep_saved_model_versions(trained, monkeypatch):
         assert exports[fmt]["max_difference"] <= 1e-3, fmt
 
 
+def test_run_recipe_passes_verify_min_agreement_to_export(trained, monkeypatch):
+    from tfaccel.export import api
+
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    seen = {}
+
+    def export(*args, **kwargs):  # records the call, then fails as a miss would
+        seen.update(kwargs)
+        raise RuntimeError("export stopped by the test")
+
+    monkeypatch.setattr(api, "export", export)
+    recipe = parse_recipe(
+        {
+            "version": 1,
+            "name": "tiny-verify",
+            "task": {"name": "g2p", "max_examples": 1500},
+            "model": {"preset": "tiny"},
+            "baseline": {"epochs": 3, "batch_size": 64},
+            "export": ["tflite_fp32"],
+            "verify": {"min_agreement": 0.25},
+            "output_dir": root.name,
+        }
+    )
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        run_recipe(recipe, log=lambda line: None)
+    assert seen["min_agreement"] == 0.25
+    assert not (root / "tiny-verify").exists()
+
+
 def _prune_recipe(name, root, epochs=4, extra=None):
     return {
         "version": 1,

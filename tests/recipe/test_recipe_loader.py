@@ -45,6 +45,7 @@ def test_minimal_recipe_gets_defaults():
     assert recipe.precision == "float32"
     assert recipe.stages == [] and recipe.export == []
     assert recipe.benchmark is None and recipe.assert_ is None
+    assert recipe.verify.min_agreement == 0.9  # tfaccel.export's default
     assert recipe.output_dir == "savedmodels"
 
 
@@ -139,6 +140,7 @@ MALFORMED = [
         ["less than or equal to 1"],
     ),
     ("benchmark: {batch_sizes: []}\n", "benchmark.batch_sizes", ["at least 1"]),
+    ("verify: {min_agreement: 1.5}\n", "verify.min_agreement", ["less than or equal"]),
     ("task: {name: g2p, max_examples: 0}\n", "task.max_examples", ["greater than 0"]),
 ]
 

@@ -246,7 +246,9 @@ def _run(recipe, root, log, restart, strategy, scratch):
         result["final_sparsity"] = _sparsity(model, recipe)
         save_model(model, tmp / "model.keras")
         if recipe.export:
-            result["exports"] = _export(model, recipe.export, task, tmp, log)
+            result["exports"] = _export(
+                model, recipe.export, task, tmp, log, recipe.verify.min_agreement
+            )
         result["layers"] = layer_rows(model)
         if recipe.benchmark is not None:
             result["benchmark"] = _benchmark(
@@ -559,15 +561,17 @@ def _size(model):
     }
 
 
-def _export(model, formats, task, folder, log, agreement_examples=500):
+def _export(
+    model, formats, task, folder, log, min_agreement=0.9, agreement_examples=500
+):
     """Exports with `tfaccel.export` into `folder` and scores each artifact.
 
     The folder is the run's temporary folder, published only when the whole
     run succeeds. Each artifact is verified by `tfaccel.export` on 64 test
-    sources, then run in its own runtime (SavedModel, LiteRT, ONNX Runtime,
-    TensorRT) on the whole test split, and compared token by token with the
-    Keras model on `agreement_examples` test sources. `keras_int8` runs in
-    Keras.
+    sources (at least `min_agreement` of its greedy tokens equal Keras's),
+    then run in its own runtime (SavedModel, LiteRT, ONNX Runtime, TensorRT)
+    on the whole test split, and compared token by token with the Keras model
+    on `agreement_examples` test sources. `keras_int8` runs in Keras.
 
     `tflite_int8` of a model trained with QAT takes its trained ranges; of a
     float model it is post-training quantization calibrated on training
@@ -609,6 +613,7 @@ def _export(model, formats, task, folder, log, agreement_examples=500):
         representative=[task.representative_sources()],
         source_length=task.max_source_length,
         max_length=task.max_generate_length,
+        min_agreement=min_agreement,
         log=log,
     )
     for artifact in exported.artifacts:

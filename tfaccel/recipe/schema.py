@@ -243,6 +243,17 @@ class BenchmarkConfig(_Config):
     repeats: int = Field(default=30, ge=1, description="Timed runs per batch size.")
 
 
+class VerifyConfig(_Config):
+    """How strictly each export must match the Keras model before it is kept."""
+
+    min_agreement: _yaml_float(ge=0, le=1) = Field(
+        default=0.9,
+        description="Least fraction of greedy tokens each export shares with "
+        "the Keras model on 64 test sources. Lower it only to time an untrained "
+        "model, whose near-flat logits make argmax ties arbitrary.",
+    )
+
+
 class AssertConfig(_Config):
     """Limits the run must meet; a miss fails the run after the report."""
 
@@ -312,6 +323,9 @@ class Recipe(_Config):
     )
     export: Annotated[list[ExportFormat], pydantic.BeforeValidator(_list_or_empty)] = (
         Field(default_factory=list, description="Formats to export and verify.")
+    )
+    verify: VerifyConfig = Field(
+        default_factory=VerifyConfig, description="Checks on every export."
     )
     benchmark: BenchmarkConfig | None = Field(
         default=None, description="Generation benchmark; omit to skip it."
