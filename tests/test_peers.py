@@ -229,6 +229,18 @@ def test_random_weights_are_timed_but_not_scored(tmp_path):
     assert "not measured" in (tmp_path / "peers.md").read_text()
 
 
+@pytest.mark.large
+def test_timing_only_times_a_baseline_without_scoring_it(tiny_baseline, tmp_path):
+    argv = ["--baseline", str(tiny_baseline), "--timing-only", "--out", str(tmp_path)]
+    argv += ["--batch-sizes", "1", "--warmup", "0", "--repeats", "1"]
+    argv += [arg for name in peers.PEERS if name != "naive" for arg in ("--skip", name)]
+    report = peers.main(argv, log=lambda line: None)
+    naive = report["peers"]["naive"]
+    assert naive["test"] is None and naive["test_not_measured"].endswith("timing-only")
+    assert naive["latency"]["1"]["p50_ms"] > 0
+    assert "Accuracy: not measured (timing only)" in (tmp_path / "peers.md").read_text()
+
+
 def test_bad_arguments_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="Received: skip=\\['bogus'\\]"):
         peers.main(["--baseline", "x.keras", "--out", str(tmp_path), "--skip", "bogus"])

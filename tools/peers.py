@@ -685,7 +685,7 @@ def render_markdown(report):
         f"- Timing: greedy generation of whole test sequences, {settings['warmup']} "
         f"warm-up and {settings['repeats']} timed calls per peer and batch size; "
         f"speed-up is {report['reference']}'s p50 over the peer's.",
-        f"- Accuracy: {settings['eval_examples'] or 'all'} test examples.",
+        f"- Accuracy: {_scored(report)}.",
         "",
         _table(report),
     ]
@@ -693,6 +693,12 @@ def render_markdown(report):
     lines += _roofline_lines(report.get("roofline"))
     lines += _tfmot_lines(report.get("tfmot"))
     return "\n".join(lines) + "\n"
+
+
+def _scored(report):
+    if report["model"]["random_weights"] or report["settings"].get("timing_only"):
+        return "not measured (timing only)"
+    return f"{report['settings']['eval_examples'] or 'all'} test examples"
 
 
 def _table(report):
@@ -890,6 +896,7 @@ def _report(ctx, model_info, threads, records, errors, rows, reference):
             "warmup": args.warmup,
             "repeats": args.repeats,
             "eval_examples": args.eval_examples,
+            "timing_only": args.timing_only,
         },
         "metric_names": list(ctx.task.metric_names),
         "reference": reference,

@@ -216,13 +216,14 @@ def verdict(entries, key, max_loss, bars=(3.0, 1.3, 4.0)):
     ]
     reference = next((e for e in entries if e["name"] == REFERENCE), {})
     fp32 = reference.get("test", {}).get(key)
+    within = f" within {max_loss:g} points" if key in best["test"] else " (not scored)"
     change = (
         f", {label} {(best['test'][key] - fp32) * scale:+.2f} points against fp32"
         if fp32 is not None and key in best["test"]
         else ""
     )
     return (
-        f"tfaccel's fastest within {max_loss:g} points: `{best['name']}`{change}: "
+        f"tfaccel's fastest{within}: `{best['name']}`{change}: "
         + ", ".join(parts)
         + "."
     )
@@ -248,9 +249,14 @@ def render_markdown(entries, key, best, peers, max_loss, notes=()):
     machine = peers.get("machine", {})
     date = peers.get("date", "unknown date")[:10]
     threads = peers.get("threads", {}).get("threads")
+    scored = any(key in e["test"] for e in entries)
     best_text = (
-        f"`{best['name']}` (the fastest peer at batch 1 within {max_loss:g} "
-        f"{label.split()[0]} points of fp32 Keras)"
+        f"`{best['name']}` (the fastest peer at batch 1"
+        + (
+            f" within {max_loss:g} {label.split()[0]} points of fp32 Keras)"
+            if scored
+            else "; nothing was scored)"
+        )
         if best
         else "none timed"
     )
