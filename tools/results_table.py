@@ -166,11 +166,16 @@ def best_peer(entries, key, max_loss):
     return min(peers, key=lambda e: e["p50_ms"], default=None)
 
 
+def _named(entries, name):
+    # The entry called `name`, or {} when there is none.
+    return next((e for e in entries if e["name"] == name), {})
+
+
 def add_speedups(entries, best):
     """Adds `vs_naive` and `vs_best_peer`, their p50 over each entry's (batch 1),
     and `smaller`: the fp32 baseline file's bytes over the entry's."""
-    naive = next((e for e in entries if e["name"] == NAIVE), None)
-    fp32 = next((e for e in entries if e["name"] == REFERENCE), {}).get("bytes")
+    naive = _named(entries, NAIVE)
+    fp32 = _named(entries, REFERENCE).get("bytes")
     for e in entries:
         for field, other in (("vs_naive", naive), ("vs_best_peer", best)):
             ok = e["p50_ms"] and other and other["p50_ms"]
@@ -184,8 +189,7 @@ def best_tfaccel(entries, key, max_loss):
     Keras (any timed one when nothing is scored); None if there is none."""
     _, scale, higher = SCORES[key]
     timed = [e for e in entries if e["kind"] == "tfaccel" and e["p50_ms"]]
-    reference = next((e for e in entries if e["name"] == REFERENCE), {})
-    fp32 = reference.get("test", {}).get(key)
+    fp32 = _named(entries, REFERENCE).get("test", {}).get(key)
     if fp32 is not None and any(key in e["test"] for e in timed):
         sign = -1 if higher else 1
         timed = [
@@ -214,8 +218,7 @@ def verdict(entries, key, max_loss, bars=(3.0, 1.3, 4.0)):
         else f"{value:.2f}{what} ({'meets' if value >= bar else 'misses'} {bar:g})"
         for what, value, bar in checks
     ]
-    reference = next((e for e in entries if e["name"] == REFERENCE), {})
-    fp32 = reference.get("test", {}).get(key)
+    fp32 = _named(entries, REFERENCE).get("test", {}).get(key)
     within = f" within {max_loss:g} points" if key in best["test"] else " (not scored)"
     change = (
         f", {label} {(best['test'][key] - fp32) * scale:+.2f} points against fp32"
