@@ -21,6 +21,38 @@ def trained(tmp_path_factory):
     return root, model, metrics
 
 
+def _tiny_recipe(name, root, **keys):
+    """A recipe dict on the module's cached tiny baseline, writing into `root`."""
+    return {
+        "version": 1,
+        "name": name,
+        "task": {"name": "g2p", "max_examples": 1500},
+        "model": {"preset": "tiny"},
+        "baseline": {"epochs": 3, "batch_size": 64},
+        "output_dir": root.name,
+        **keys,
+    }
+
+
+def _prune_recipe(name, root, epochs=4, extra=None):
+    stage = {
+        "name": "prune",
+        "epochs": epochs,
+        "modifiers": [
+            {
+                "type": "magnitude_pruning",
+                "targets": ["re:.*feedforward.*kernel"],
+                "schedule": {
+                    "type": "polynomial_decay",
+                    "final_sparsity": 0.5,
+                    "end_epoch": min(epochs, 2),
+                },
+            }
+        ],
+    }
+    return _tiny_recipe(name, root, stages=[stage], **(extra or {}))
+
+
 @pytest.mark.large
 def test_baseline_folder_and_metrics(trained):
     root, _, metrics = trained
@@ -64,14 +96,11 @@ def test_run_recipe_reuses_baseline_and_publishes_run(trained, monkeypatch):
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-run",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64, "learning_rate": 0.002},
-            "output_dir": root.name,
-        }
+        _tiny_recipe(
+            "tiny-run",
+            root,
+            baseline={"epochs": 3, "batch_size": 64, "learning_rate": 0.002},
+        )
     )
     lines = []
     result = run_recipe(recipe, log=lines.append)
@@ -116,13 +145,10 @@ def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-prune",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64},
-            "stages": [
+        _tiny_recipe(
+            "tiny-prune",
+            root,
+            stages=[
                 {
                     "name": "prune",
                     "epochs": 2,
@@ -139,8 +165,7 @@ def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
                     ],
                 }
             ],
-            "output_dir": root.name,
-        }
+        )
     )
     result = run_recipe(recipe, log=lambda line: None)
     assert [stage["name"] for stage in result["stages"]] == ["prune"]
@@ -167,13 +192,10 @@ def test_run_recipe_distills_while_pruning_on_the_teachers_outputs(
     teacher_weights = [w.copy() for w in baseline.get_weights()]
     lines = []
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-prune-distill",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64},
-            "stages": [
+        _tiny_recipe(
+            "tiny-prune-distill",
+            root,
+            stages=[
                 {
                     "name": "prune-distill",
                     "epochs": 1,
@@ -188,8 +210,7 @@ def test_run_recipe_distills_while_pruning_on_the_teachers_outputs(
                     ],
                 }
             ],
-            "output_dir": root.name,
-        }
+        )
     )
     result = run_recipe(recipe, log=lines.append)
     assert any(line.startswith("Sequence-level KD: decoding") for line in lines)
@@ -216,13 +237,10 @@ def test_run_recipe_shrinks_factorizes_and_distills_then_exports(trained, monkey
     monkeypatch.chdir(root.parent)
     lines = []
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-shrink-distill",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64},
-            "stages": [
+        _tiny_recipe(
+            "tiny-shrink-distill",
+            root,
+            stages=[
                 {
                     "name": "shrink",
                     "epochs": 1,
@@ -244,9 +262,8 @@ def test_run_recipe_shrinks_factorizes_and_distills_then_exports(trained, monkey
                     ],
                 },
             ],
-            "export": ["tflite_fp32"],
-            "output_dir": root.name,
-        }
+            export=["tflite_fp32"],
+        )
     )
     result = run_recipe(recipe, log=lines.append)
     assert any(line.startswith("Shrunk: ") for line in lines), lines
@@ -276,23 +293,19 @@ def test_run_recipe_with_qat_in_mixed_precision_and_tflite_exports(
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-qat",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64},
-            "precision": "mixed_bfloat16",
-            "stages": [
+        _tiny_recipe(
+            "tiny-qat",
+            root,
+            precision="mixed_bfloat16",
+            stages=[
                 {
                     "name": "qat",
                     "epochs": 1,
                     "modifiers": [{"type": "quantization_aware", "per_channel": False}],
                 }
             ],
-            "export": ["tflite_int8", "keras_int8"],
-            "output_dir": root.name,
-        }
+            export=["tflite_int8", "keras_int8"],
+        )
     )
     lines = []
     result = run_recipe(recipe, log=lines.append)
@@ -320,15 +333,11 @@ def test_run_recipe_exports_keep_saved_model_versions(trained, monkeypatch):
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-export",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64},
-            "export": ["saved_model", "onnx", "keras"],
-            "output_dir": root.name,
-        }
+        _tiny_recipe(
+            "tiny-export",
+            root,
+            export=["saved_model", "onnx", "keras"],
+        )
     )
     run = root / "tiny-export"
     first = run_recipe(recipe, log=lambda line: None)
@@ -364,50 +373,17 @@ def test_run_recipe_passes_verify_min_agreement_to_export(trained, monkeypatch):
 
     monkeypatch.setattr(api, "export", export)
     recipe = parse_recipe(
-        {
-            "version": 1,
-            "name": "tiny-verify",
-            "task": {"name": "g2p", "max_examples": 1500},
-            "model": {"preset": "tiny"},
-            "baseline": {"epochs": 3, "batch_size": 64},
-            "export": ["tflite_fp32"],
-            "verify": {"min_agreement": 0.25},
-            "output_dir": root.name,
-        }
+        _tiny_recipe(
+            "tiny-verify",
+            root,
+            export=["tflite_fp32"],
+            verify={"min_agreement": 0.25},
+        )
     )
     with pytest.raises(RuntimeError, match="stopped by the test"):
         run_recipe(recipe, log=lambda line: None)
     assert seen["min_agreement"] == 0.25
     assert not (root / "tiny-verify").exists()
-
-
-def _prune_recipe(name, root, epochs=4, extra=None):
-    return {
-        "version": 1,
-        "name": name,
-        "task": {"name": "g2p", "max_examples": 1500},
-        "model": {"preset": "tiny"},
-        "baseline": {"epochs": 3, "batch_size": 64},
-        "stages": [
-            {
-                "name": "prune",
-                "epochs": epochs,
-                "modifiers": [
-                    {
-                        "type": "magnitude_pruning",
-                        "targets": ["re:.*feedforward.*kernel"],
-                        "schedule": {
-                            "type": "polynomial_decay",
-                            "final_sparsity": 0.5,
-                            "end_epoch": min(epochs, 2),
-                        },
-                    }
-                ],
-            }
-        ],
-        "output_dir": root.name,
-        **(extra or {}),
-    }
 
 
 @pytest.mark.large
