@@ -248,6 +248,33 @@ def test_benchmark_takes_plain_callables_with_max_length():
     assert seen == [3, 3] and row["mean_tokens"] == 2.0
 
 
+def test_garbage_collector_is_off_while_timing_and_restored_after():
+    import gc
+
+    states = []
+
+    def generate(ids, max_length):
+        states.append(gc.isenabled())
+        return np.array([[7, 2, 0]] * len(ids), np.int32)
+
+    assert gc.isenabled()
+    timing.benchmark({"f": generate}, [10], [1], 1, 2, encode=encode, log=quiet)
+    timing.time_generation(lambda ids: generate(ids, 3), [encode([10])], 1, 2)
+    assert states == [False] * 6
+    assert gc.isenabled()
+    # A collector the caller had turned off stays off, even after an error.
+    gc.disable()
+    try:
+        with pytest.raises(UserError, match="one row per source"):
+            timing.time_generation(lambda ids: ids[:0], [encode([10])], 0, 1)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(UserError, match="one row per source"):
+        timing.time_generation(lambda ids: ids[:0], [encode([10])], 0, 1)
+    assert gc.isenabled()
+
+
 def test_benchmark_logs_one_line_per_batch_size():
     lines = []
     timing.benchmark(
