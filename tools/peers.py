@@ -13,8 +13,10 @@ one process, on the same batches of real test sources:
 - `tfmot_int8`, `tfmot_int8_calibrated`: the tf_keras twin, pruned 50% and
   trained quantization-aware with tfmot (`tfaccel.compat`), converted to
   TFLite int8 without and with representative data, decoded in LiteRT
-  without a cache (the twin has no cached decoding). What tfmot refused is
-  recorded in `peers.json` under `tfmot`.
+  without a cache (the twin has no cached decoding). The twin is trained
+  and converted in a child process, so that the timing process carries
+  nothing of the training. What tfmot refused is recorded in `peers.json`
+  under `tfmot`.
 
 With `--tfaccel PATH...`, tfaccel's own artifacts (or `tfaccel run` folders)
 join the same timing rotation and scoring, under `tfaccel` in peers.json:
