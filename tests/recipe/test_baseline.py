@@ -34,7 +34,8 @@ def _tiny_recipe(name, root, **keys):
     }
 
 
-def _prune_recipe(name, root, epochs=4, extra=None):
+def _prune_recipe(name, root, epochs=4, extra=None, end_epoch=None):
+    end_epoch = min(epochs, 2) if end_epoch is None else end_epoch
     stage = {
         "name": "prune",
         "epochs": epochs,
@@ -45,7 +46,7 @@ def _prune_recipe(name, root, epochs=4, extra=None):
                 "schedule": {
                     "type": "polynomial_decay",
                     "final_sparsity": 0.5,
-                    "end_epoch": min(epochs, 2),
+                    "end_epoch": end_epoch,
                 },
             }
         ],
@@ -144,29 +145,7 @@ def test_run_recipe_with_a_pruning_stage(trained, monkeypatch):
 
     root, _, _ = trained
     monkeypatch.chdir(root.parent)
-    recipe = parse_recipe(
-        _tiny_recipe(
-            "tiny-prune",
-            root,
-            stages=[
-                {
-                    "name": "prune",
-                    "epochs": 2,
-                    "modifiers": [
-                        {
-                            "type": "magnitude_pruning",
-                            "targets": ["re:.*feedforward.*kernel"],
-                            "schedule": {
-                                "type": "polynomial_decay",
-                                "final_sparsity": 0.5,
-                                "end_epoch": 1,
-                            },
-                        }
-                    ],
-                }
-            ],
-        )
-    )
+    recipe = parse_recipe(_prune_recipe("tiny-prune", root, epochs=2, end_epoch=1))
     result = run_recipe(recipe, log=lambda line: None)
     assert [stage["name"] for stage in result["stages"]] == ["prune"]
     assert 0.0 <= result["final"]["test"]["wer"] <= 1.0
