@@ -250,6 +250,14 @@ def test_bad_arguments_are_user_errors(tmp_path):
         peers.main(["--out", str(tmp_path)])
 
 
+def test_recorded_errors_are_one_line_with_their_type():
+    from tfaccel.errors import error_line
+
+    line = error_line(RuntimeError("the child\n   exited 1" + " x" * 400))
+    assert line.startswith("RuntimeError: the child exited 1 x x")
+    assert "\n" not in line and len(line) == len("RuntimeError: ") + 500
+
+
 def test_task_is_read_from_baseline_and_run_folders(tmp_path):
     (tmp_path / "metrics.json").write_text(
         json.dumps({"config": {"task": "translation", "max_examples": 50}})

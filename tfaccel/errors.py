@@ -28,3 +28,12 @@ def missing_extra(module, extra):
         f"Install it with: pip install 'tfaccel[{extra}]'. "
         f"Received: module={module}"
     )
+
+
+def error_line(error, limit=500):
+    """`"TypeName: message"` on one line, cut to `limit` characters of message.
+
+    For errors recorded in a JSON report rather than raised.
+    """
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:limit]}"

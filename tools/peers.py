@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 from tfaccel import tasks  # noqa: E402
 from tfaccel._io import atomic_dir, atomic_file  # noqa: E402
 from tfaccel.bench.peers_markdown import render_markdown  # noqa: E402
-from tfaccel.errors import UserError  # noqa: E402
+from tfaccel.errors import UserError, error_line  # noqa: E402
 
 DESCRIPTIONS = {
     "naive": "Keras fp32, whole model re-run each step (no cache)",
@@ -298,25 +298,6 @@ class XlaRunner:
         return self._functions[max_length](tf.constant(ids)).numpy()
 
 
-class TwinFiles:
-    """The tfmot twin's LiteRT files, one per batch size (their shapes are fixed).
-
-    A call uses the file of its batch size, else the largest (which decodes
-    the rows in groups of its batch).
-    """
-
-    def __init__(self, twins):
-        self.twins = twins  # {batch size: compat.LiteRTTwin}
-
-    def generate(self, ids, max_length=None):
-        ids = np.asarray(ids, np.int32)
-        twin = self.twins.get(len(ids)) or self.twins[max(self.twins)]
-        # Whole groups of the file's batch: empty rows fill the last one.
-        rows = -len(ids) % twin.batch_size
-        padded = np.pad(ids, [(0, rows), (0, 0)])  # (groups * batch, src)
-        return twin.generate(padded, max_length)[: len(ids)]
-
-
 # === Peers ===
 
 
@@ -388,10 +369,8 @@ def build_keras_int8(model, ctx):
 def tfmot_result(ctx):
     """Prunes, QAT-trains and converts the tf_keras twin with tfmot, once per run.
 
-    It runs in a child process (`_tfmot_worker`). Trained in the timing
-    process, tfmot left it slower for the shortest calls: the shrunk int8
-    LiteRT file measured 1.28x TFLite dynamic-range PTQ in a rotation after
-    the training, and 1.64x in the same rotation without it.
+    It runs in a child process (`tfaccel.compat.tfmot_peer.run_in_child`), so
+    that the timing process carries nothing of the training.
 
     Returns:
         The child's dict: `record` (tfmot's `TfmotRecord` as a dict), and
@@ -399,17 +378,31 @@ def tfmot_result(ctx):
         `error`. A failure of the whole job is kept and raised for both
         peers, so that the second one does not retrain.
     """
+    from tfaccel.compat import tfmot_peer
+
     if "tfmot" not in ctx.cache:
         args = ctx.args
-        ctx.cache["tfmot_settings"] = {
+        settings = {
             "prune_epochs": args.tfmot_epochs,
             "qat_epochs": max(1, args.tfmot_epochs // 2),
             "steps_per_epoch": args.tfmot_steps,  # None: whole epochs
             "batch_size": args.tfmot_batch_size,
             "final_sparsity": 0.5,
         }
+        ctx.cache["tfmot_settings"] = settings
+        ctx.log(f"tfmot: {settings} (in a child process)")
+        spec = {
+            "keras_file": str(ctx.keras_file),
+            "task": ctx.task.name,
+            "max_examples": ctx.max_examples,
+            "folder": str(ctx.folder),
+            "threads": ctx.threads,
+            "settings": settings,
+            "batch_sizes": sorted(set(args.batch_sizes)),
+            "peers": [n for n in GROUPS["tfmot"] if n not in _skipped(args)],
+        }
         try:
-            ctx.cache["tfmot"] = _run_tfmot_worker(ctx)
+            ctx.cache["tfmot"] = tfmot_peer.run_in_child(spec)
         except Exception as error:  # recorded by both tfmot peers
             ctx.cache["tfmot"] = error
     if isinstance(ctx.cache["tfmot"], Exception):
@@ -417,86 +410,10 @@ def tfmot_result(ctx):
     return ctx.cache["tfmot"]
 
 
-def _run_tfmot_worker(ctx):
-    import subprocess
-    import tempfile
-
-    settings = ctx.cache["tfmot_settings"]
-    ctx.log(f"tfmot: {settings} (in a child process)")
-    spec = {
-        "keras_file": str(ctx.keras_file),
-        "task": ctx.task.name,
-        "max_examples": ctx.max_examples,
-        "folder": str(ctx.folder),
-        "threads": ctx.threads,
-        "settings": settings,
-        "batch_sizes": sorted(set(ctx.args.batch_sizes)),
-        "peers": [n for n in GROUPS["tfmot"] if n not in _skipped(ctx.args)],
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, result_path = pathlib.Path(tmp, "spec"), pathlib.Path(tmp, "out")
-        spec_path.write_text(json.dumps(spec))
-        command = [sys.executable, __file__, "--tfmot-worker", spec_path, result_path]
-        done = subprocess.run(command, check=False)
-        if not result_path.is_file():
-            raise RuntimeError(f"the tfmot child process exited {done.returncode}")
-        result = json.loads(result_path.read_text())
-    if "error" in result:
-        raise RuntimeError(result["error"])
-    return result
-
-
-def _tfmot_worker(spec_path, result_path):
-    """The child process of `tfmot_result`: writes its dict to `result_path`."""
-    spec = json.loads(pathlib.Path(spec_path).read_text())
-    pin_threads(spec["threads"])
-    try:
-        result = _tfmot_files(spec)
-    except Exception as error:
-        result = {"error": _one_line(error)}
-    pathlib.Path(result_path).write_text(json.dumps(result))
-
-
-def _tfmot_files(spec):
-    from tfaccel import compat
-    from tfaccel.models import load_model
-
-    task = tasks.get_task(spec["task"], spec["max_examples"])
-    settings = spec["settings"]
-    trained = compat.tfmot_prune_qat(
-        compat.twin_from_model(load_model(spec["keras_file"])),
-        task.dataset("train", settings["batch_size"], shuffle=True),
-        prune_epochs=settings["prune_epochs"],
-        qat_epochs=settings["qat_epochs"],
-        final_sparsity=settings["final_sparsity"],
-        steps_per_epoch=settings["steps_per_epoch"],
-    )
-    result = {"record": dataclasses.asdict(trained.record)}
-    for name in spec["peers"]:
-        calibrated = name == "tfmot_int8_calibrated"
-        try:
-            files = {}
-            for batch in spec["batch_sizes"]:
-                data = compat.to_tflite_int8(
-                    trained.model,
-                    representative=_representative(task, batch) if calibrated else None,
-                    source_length=task.max_source_length,
-                    target_length=task.max_generate_length,
-                    batch_size=batch,
-                )
-                path = pathlib.Path(spec["folder"], f"{name}_batch{batch}.tflite")
-                path.write_bytes(data)
-                files[batch] = str(path)
-            first = files[min(files)]
-            result[name] = {"files": files, "ops": compat.op_summary(first)}
-        except Exception as error:  # this variant only
-            result[name] = {"error": _one_line(error)}
-    return result
-
-
 def build_tfmot(model, ctx, calibrated):
     """The tfmot QAT twin as TFLite int8 files (one per batch size) in LiteRT."""
     from tfaccel import compat
+    from tfaccel.compat import tfmot_peer
 
     name = "tfmot_int8_calibrated" if calibrated else "tfmot_int8"
     built = tfmot_result(ctx)[name]
@@ -513,18 +430,7 @@ def build_tfmot(model, ctx, calibrated):
         "ops": built["ops"],
         "note": f"size of the batch-{min(twins)} file; one file per batch size",
     }
-    return Peer(name, TwinFiles(twins), _litert_runtime(), files, info)
-
-
-def _representative(task, batch, rows=64):
-    # Whole teacher-forced training batches of `batch` rows, as numpy dicts.
-    samples = []
-    for inputs, _, _ in task.dataset("train", batch):
-        if len(inputs["encoder_token_ids"]) == batch:
-            samples.append({key: value.numpy() for key, value in inputs.items()})
-        if len(samples) * batch >= rows:
-            break
-    return samples
+    return Peer(name, tfmot_peer.TwinFiles(twins), _litert_runtime(), files, info)
 
 
 def _litert_runtime():
@@ -557,7 +463,7 @@ def build_peers(model, ctx, skipped):
             peer = BUILDERS[name](model, ctx)
             _smoke(peer, ctx)
         except Exception as error:  # a peer that fails is a result too
-            errors[name] = _one_line(error)
+            errors[name] = error_line(error)
             ctx.log(f"  {name} failed: {errors[name]}")
             continue
         peers[name] = peer
@@ -585,7 +491,7 @@ def build_candidates(targets, ctx):
             peer = Peer(name, runner, runtime, [pathlib.Path(target.path)], info)
             _smoke(peer, ctx)
         except Exception as error:  # measured as the peers are: a failure is a result
-            errors[name] = _one_line(error)
+            errors[name] = error_line(error)
             ctx.log(f"  {name} failed: {errors[name]}")
             continue
         candidates[name] = peer
@@ -622,11 +528,6 @@ def _smoke(peer, ctx):
         out = np.asarray(peer.runner.generate(ids, task.max_generate_length))
         if out.shape[0] != size:
             raise RuntimeError(f"generate returned shape {out.shape} for {size} rows")
-
-
-def _one_line(error):
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:500]}"
 
 
 # === Measuring ===
@@ -702,7 +603,7 @@ def tfmot_section(ctx):
     if "tfmot" not in ctx.cache:
         return None
     if isinstance(ctx.cache["tfmot"], Exception):
-        error = _one_line(ctx.cache["tfmot"])
+        error = error_line(ctx.cache["tfmot"])
         return {"settings": ctx.cache["tfmot_settings"], "error": error}
     record = ctx.cache["tfmot"]["record"]
     return {
@@ -851,9 +752,6 @@ def _report(ctx, model_info, threads, records, errors, rows, reference):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--tfmot-worker"]:  # tfmot_result's child process
-        _tfmot_worker(*sys.argv[2:4])
-        sys.exit(0)
     try:
         main()
     except UserError as error:
