@@ -16,14 +16,13 @@ import dataclasses
 import gzip
 import importlib
 import json
-import os
 import pathlib
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 
+from tfaccel._child import run_module, serve
 from tfaccel.bench.bench_files import (  # noqa: F401 (re-exported)
     bench_rows,
     compare,
@@ -283,21 +282,14 @@ def _out_dir(paths, out):
 
 def _spawn(spec):
     # Runs `_measure(spec)` in a fresh interpreter; returns its result dict.
-    with tempfile.TemporaryDirectory(prefix="tfaccel-bench-") as tmp:
-        spec_path, result_path = pathlib.Path(tmp, "spec"), pathlib.Path(tmp, "out")
-        spec_path.write_text(json.dumps(spec))
-        root = str(pathlib.Path(__file__).parents[2])
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", __spec__.name, spec_path, result_path]
-        done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-        if done.returncode != 0 or not result_path.is_file():
-            tail = "\n".join(done.stderr.strip().splitlines()[-15:])
-            raise RuntimeError(
-                f"Timing {spec['target']['name']} failed: its process exited with "
-                f"code {done.returncode}. Its last error lines:\n{tail}"
-            )
-        result = json.loads(result_path.read_text())
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    done, result = run_module(__spec__.name, spec, env=env, capture_stderr=True)
+    if done.returncode != 0 or result is None:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(
+            f"Timing {spec['target']['name']} failed: its process exited with "
+            f"code {done.returncode}. Its last error lines:\n{tail}"
+        )
     if "error" in result:
         raise UserError(result["error"])
     return result
@@ -415,13 +407,5 @@ def target_runtime(target, runner):
     return tensorflow
 
 
-def _worker(spec_path, result_path):
-    try:
-        result = _measure(json.loads(pathlib.Path(spec_path).read_text()))
-    except UserError as error:
-        result = {"error": str(error)}
-    pathlib.Path(result_path).write_text(json.dumps(result))
-
-
 if __name__ == "__main__":
-    _worker(*sys.argv[1:3])
+    serve(_measure, sys.argv[1:3], UserError, str)

@@ -13,15 +13,12 @@ rotation after the training, and 1.64x in the same rotation without it.
 """
 
 import dataclasses
-import json
-import os
 import pathlib
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
+from tfaccel._child import run_module, serve
 from tfaccel.errors import error_line
 
 CALIBRATED = "tfmot_int8_calibrated"
@@ -33,17 +30,9 @@ def run_in_child(spec):
     Raises:
         RuntimeError: the training failed, or the child died without a result.
     """
-    with tempfile.TemporaryDirectory(prefix="tfaccel-tfmot-") as tmp:
-        spec_path, result_path = pathlib.Path(tmp, "spec"), pathlib.Path(tmp, "out")
-        spec_path.write_text(json.dumps(spec))
-        root = str(pathlib.Path(__file__).parents[2])
-        env = {**os.environ}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        command = [sys.executable, "-m", __spec__.name, spec_path, result_path]
-        done = subprocess.run(command, env=env, check=False)
-        if not result_path.is_file():
-            raise RuntimeError(f"the tfmot child process exited {done.returncode}")
-        result = json.loads(result_path.read_text())
+    done, result = run_module(__spec__.name, spec)
+    if result is None:
+        raise RuntimeError(f"the tfmot child process exited {done.returncode}")
     if "error" in result:
         raise RuntimeError(result["error"])
     return result
@@ -129,18 +118,14 @@ class TwinFiles:
         return twin.generate(padded, max_length)[: len(ids)]
 
 
-def _child(spec_path, result_path):
+def _pinned(spec):
+    # The child's entry: pins TensorFlow's threads before it runs any op.
     import tensorflow as tf
 
-    spec = json.loads(pathlib.Path(spec_path).read_text())
     tf.config.threading.set_intra_op_parallelism_threads(spec["threads"])
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    try:
-        result = train_and_convert(spec)
-    except Exception as error:
-        result = {"error": error_line(error)}
-    pathlib.Path(result_path).write_text(json.dumps(result))
+    return train_and_convert(spec)
 
 
 if __name__ == "__main__":
-    _child(*sys.argv[1:3])
+    serve(_pinned, sys.argv[1:3], Exception, error_line)
