@@ -542,9 +542,52 @@ def test_cached_baseline_of_other_data_is_retrained(trained, tmp_path, monkeypat
 
     metrics["task"]["data_sha256"] = "0" * 64  # as if CMUdict had changed
     (copy / "metrics.json").write_text(json.dumps(metrics))
-    monkeypatch.setattr(baseline_lib, "train_baseline", lambda *a, **k: "retrained")
-    lines = []
-    assert (
-        ensure_baseline(CONFIG, tmp_path, cache=True, log=lines.append) == "retrained"
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    trained_into = []
+    monkeypatch.setattr(
+        baseline_lib,
+        "train_baseline",
+        lambda config, root, strategy=None, name=None: trained_into.append(name),
     )
-    assert lines[0] == f"Cached baseline {copy} has other data; retraining it."
+    lines = []
+    ensure_baseline(CONFIG, tmp_path, cache=True, log=lines.append)
+    # The old entry stays, byte for byte; the new one goes beside it.
+    (name,) = trained_into
+    assert name.startswith("baseline-g2p-tiny-") and len(name) == 28
+    assert lines[0] == (
+        f"Cached baseline {copy} has other data; it stays, and this one goes "
+        f"to {name}."
+    )
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.large
+def test_baseline_of_other_settings_never_replaces_the_cache(
+    trained, tmp_path, monkeypatch
+):
+    import dataclasses
+    import shutil
+
+    root, _, _ = trained
+    copy = tmp_path / "baseline-g2p-tiny"
+    shutil.copytree(root / "baseline-g2p-tiny", copy)
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    trained_into = []
+    monkeypatch.setattr(
+        baseline_lib,
+        "train_baseline",
+        lambda config, root, strategy=None, name=None: trained_into.append(name),
+    )
+    other = dataclasses.replace(CONFIG, overrides={"num_decoder_layers": 1})
+    for cache in (True, False):
+        ensure_baseline(other, tmp_path, cache=cache, log=lambda line: None)
+    assert trained_into[0] == trained_into[1] != "baseline-g2p-tiny"
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    # Once trained, the other settings find their own folder again.
+    shutil.copytree(copy, tmp_path / trained_into[0])
+    metrics = json.loads((tmp_path / trained_into[0] / "metrics.json").read_text())
+    metrics["config"]["overrides"] = {"num_decoder_layers": 1}
+    (tmp_path / trained_into[0] / "metrics.json").write_text(json.dumps(metrics))
+    lines = []
+    ensure_baseline(other, tmp_path, cache=True, log=lines.append)
+    assert lines == [f"Reusing cached baseline {tmp_path / trained_into[0]}"]

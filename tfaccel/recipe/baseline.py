@@ -140,10 +140,13 @@ def _masked_loss(label_smoothing):
     return SmoothedSparseCrossentropy(label_smoothing)
 
 
-def train_baseline(config, output_root="savedmodels", verbose="auto", strategy=None):
+def train_baseline(
+    config, output_root="savedmodels", verbose="auto", strategy=None, name=None
+):
     """Trains, evaluates and saves a baseline.
 
-    Writes `<output_root>/baseline-<task>-<preset>/` atomically, holding
+    Writes `<output_root>/<name>/` (default `baseline-<task>-<preset>`)
+    atomically, holding
     `model.keras`, the vocabularies, `metrics.json` (test-split scores, the
     learning curve, the config and timings) and TensorBoard `logs/`.
 
@@ -153,6 +156,7 @@ def train_baseline(config, output_root="savedmodels", verbose="auto", strategy=N
         verbose: Keras `fit` verbosity (progress bars by default).
         strategy: a `tf.distribute.Strategy` to train under; `config`'s
             batch size is then the global batch.
+        name: the folder's name under `output_root`; default `config.name`.
 
     Returns:
         A tuple `(model, metrics)`.
@@ -170,7 +174,7 @@ def train_baseline(config, output_root="savedmodels", verbose="auto", strategy=N
     with strategy.scope():
         model = build_model(config, task)
         compile_model(model, config, steps_per_epoch * config.epochs)
-    out = pathlib.Path(output_root) / config.name
+    out = pathlib.Path(output_root) / (name or config.name)
     with atomic_dir(out, replace=True) as tmp:
         start = time.perf_counter()
         history = model.fit(

@@ -6,7 +6,9 @@ and reused by every recipe with the same baseline settings.
 """
 
 import dataclasses
+import functools
 import gzip
+import hashlib
 import importlib
 import json
 import pathlib
@@ -66,26 +68,67 @@ def ensure_baseline(
     A cached baseline is reused only when it was trained with the same
     config (task, preset, epochs, data size, ...) on the same data: the
     SHA-256 of the task's pairs (`_Task.fingerprint`), where it was saved.
-    A baseline trained here is trained under `strategy` and written under
-    `write_root` (default: `output_root`).
+    A cached baseline of other settings or data is never replaced: the new
+    one goes beside it (`baseline_folder`). A baseline trained here is
+    trained under `strategy` and written under `write_root` (default:
+    `output_root`).
     """
-    folder = pathlib.Path(output_root) / config.name
-    wanted = _cache_key(dataclasses.asdict(config))
-    if cache and (folder / "metrics.json").is_file():
-        cached = json.loads((folder / "metrics.json").read_text())
-        saved_data = cached.get("task", {}).get("data_sha256")
-        same_data = saved_data is None or saved_data == (
-            tasks.get_task(config.task, config.max_examples).fingerprint()
-        )
-        if _cache_key(cached.get("config", {})) == wanted and same_data:
-            log(f"Reusing cached baseline {folder}")
-            return baseline_lib.load_baseline(folder)
-        what = "settings" if same_data else "data"
-        log(f"Cached baseline {folder} has other {what}; retraining it.")
+    folder = baseline_folder(config, output_root)
+    plain = pathlib.Path(output_root) / config.name
+    if cache and _same_baseline(folder, config):
+        log(f"Reusing cached baseline {folder}")
+        return baseline_lib.load_baseline(folder)
+    if folder != plain:
+        what = "data" if _same_settings(plain, config) else "settings"
+        log(f"Cached baseline {plain} has other {what}; it stays, and this one "
+            f"goes to {folder.name}.")
     log(f"Training baseline {folder} ({config.epochs} epochs)")
     return baseline_lib.train_baseline(
-        config, write_root or output_root, strategy=strategy
+        config, write_root or output_root, strategy=strategy, name=folder.name
     )
+
+
+def baseline_folder(config, output_root):
+    """Returns the folder that holds (or will hold) the baseline of `config`.
+
+    `<output_root>/baseline-<task>-<preset>/` unless that folder holds a
+    baseline of other settings or data (the shipped reference among them);
+    then the name gains a digest of the settings and the data, so that no
+    cache entry is ever replaced by another configuration.
+    """
+    plain = pathlib.Path(output_root) / config.name
+    if not (plain / "metrics.json").is_file() or _same_baseline(plain, config):
+        return plain
+    key = {**_cache_key(dataclasses.asdict(config)), "data": _fingerprint(config)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return plain.with_name(f"{config.name}-{digest[:10]}")
+
+
+def _saved_metrics(folder):
+    path = folder / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _same_settings(folder, config):
+    saved = _saved_metrics(folder)
+    wanted = _cache_key(dataclasses.asdict(config))
+    return saved is not None and _cache_key(saved.get("config", {})) == wanted
+
+
+def _same_baseline(folder, config):
+    if not _same_settings(folder, config):
+        return False
+    saved = _saved_metrics(folder).get("task", {}).get("data_sha256")
+    return saved is None or saved == _fingerprint(config)
+
+
+@functools.cache
+def _task_fingerprint(task, max_examples):
+    return tasks.get_task(task, max_examples).fingerprint()
+
+
+def _fingerprint(config):
+    return _task_fingerprint(config.task, config.max_examples)
 
 
 def _cache_key(config):
@@ -191,13 +234,13 @@ def _run(recipe, root, log, restart, strategy, scratch):
     }
     # `teacher: baseline` reads the model the recipe started from, untouched
     # by the stages (which change `model` in place).
-    baseline_folder = write_root / config.name  # a non-chief's own copy
-    if not baseline_folder.is_dir():
-        baseline_folder = output_root / config.name
+    started = baseline_folder(config, write_root)  # a non-chief's own copy
+    if not started.is_dir():
+        started = baseline_folder(config, output_root)
     teacher_path = (
         pathlib.Path(root) / recipe.model.path
         if recipe.model.path
-        else baseline_folder / "model.keras"
+        else started / "model.keras"
     )
     resume = _resume_folder(
         recipe, output_root, restart, log, replicas, writable=not scratch
