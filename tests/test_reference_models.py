@@ -67,7 +67,9 @@ def test_default_recipe_reuses_the_shipped_baseline(tmp_path):
     lines = []
     # A copy, so that nothing this test does can touch the shipped folder.
     shutil.copytree(SAVED / "baseline-g2p-small", tmp_path / "baseline-g2p-small")
-    model, metrics = ensure_baseline(baseline_config(recipe), tmp_path, log=lines.append)
+    model, metrics = ensure_baseline(
+        baseline_config(recipe), tmp_path, log=lines.append
+    )
     assert lines == [f"Reusing cached baseline {tmp_path / 'baseline-g2p-small'}"]
     assert metrics["test"]["wer"] == pytest.approx(0.2975, abs=5e-5)
     assert model.count_params() == metrics["parameters"]

@@ -64,7 +64,7 @@ def load_manifest(root="savedmodels"):
         ) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), list):
         raise UserError(
-            f"{path} should hold {{\"models\": [...]}}. Restore it with `git "
+            f'{path} should hold {{"models": [...]}}. Restore it with `git '
             f"checkout {path}`. Received: path={str(path)!r}"
         )
     return manifest

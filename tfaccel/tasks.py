@@ -86,6 +86,17 @@ class _Task:
                 outputs[index] = tokens[row].tolist()
         return outputs
 
+    def unlabelled_sources(self, limit=None):
+        """Returns inputs of no split, for the teacher to label (distillation).
+
+        Args:
+            limit: keep at most about this many (smoke runs); None keeps all.
+        """
+        raise UserError(
+            f"The {self.name} task has no unlabelled inputs; distill with "
+            f"`unlabelled: false`. Received: task={self.name!r}"
+        )
+
     def representative_sources(self, count=128, seed=0):
         """Returns `count` training sources as one padded id array, for calibration."""
         sources = list(self.sources("train"))
@@ -153,6 +164,19 @@ class G2PTask(_Task):
             "examples": len(words),
             "seconds": time.perf_counter() - start,
         }
+
+    def unlabelled_sources(self, limit=None):
+        """Returns English words CMUdict lacks (Debian's word lists), sorted.
+
+        Only words spelled with the training characters and at most
+        `max_source_length` long; no word of any CMUdict split.
+        """
+        return data.unlabelled_words(
+            exclude=data.cmudict_words(),
+            alphabet=self.source_vocab.tokens,
+            max_length=self.max_source_length,
+            limit=limit,
+        )
 
     def data_summary(self):
         return {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Sets tfaccel up on a fresh Debian/Ubuntu machine. Safe to run again.
-#   - Debian's SWORD Bible modules, for the translation task (KJV, RV1909);
+#   - Debian's SWORD Bible modules, for the translation task (KJV, RV1909),
+#     and word lists (wamerican, wbritish), the unlabelled words that the
+#     distillation recipes have the teacher label;
 #   - a virtualenv in .venv with tfaccel installed (editable) with its dev
 #     extras and tfmot (the Keras 2 peer that tests compare schedules with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in sword-text-kjv sword-text-sparv; do
+for pkg in sword-text-kjv sword-text-sparv wamerican wbritish; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -18,7 +20,7 @@ if ((${#missing[@]})); then
     sudo apt-get update -qq
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: the translation task needs: sudo apt-get install ${missing[*]}" >&2
+    echo "note: the translation task and distillation on unlabelled words need: sudo apt-get install ${missing[*]}" >&2
   fi
 fi
 

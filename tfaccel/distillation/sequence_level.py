@@ -4,12 +4,26 @@ from tfaccel import data
 from tfaccel.data import BOS_ID, EOS_ID, PAD_ID
 
 
-def teacher_dataset(task, teacher, batch_size, shuffle=True, seed=0, log=print):
-    """Returns `task`'s training dataset with the teacher's greedy outputs as targets.
+def teacher_dataset(
+    task,
+    teacher,
+    batch_size,
+    shuffle=True,
+    seed=0,
+    log=print,
+    relabel=True,
+    unlabelled=(),
+):
+    """Returns `task`'s training dataset with targets from the teacher.
 
-    Each distinct training source is decoded once by `teacher`; its output
-    replaces the references (a word with two pronunciations gets the one the
-    teacher says). The dataset has the layout of `task.dataset("train")`:
+    With `relabel`, each distinct training source is decoded once by
+    `teacher` and its output replaces the references (a word with two
+    pronunciations gets the one the teacher says): Kim & Rush's
+    sequence-level KD. Without it the training pairs keep their references.
+    Each of `unlabelled` (sources of no split) is decoded by the teacher and
+    added with its output as target: the labels plus the teacher's outputs
+    on data that has no labels, where sequence-level KD pays most. The
+    dataset has the layout of `task.dataset("train")`:
     `(inputs, targets, sample_weight)`, bucketed the same way.
 
     Args:
@@ -19,15 +33,28 @@ def teacher_dataset(task, teacher, batch_size, shuffle=True, seed=0, log=print):
         shuffle: reshuffle every epoch.
         seed: shuffle seed.
         log: callable for a progress line.
+        relabel: replace the training references by the teacher's outputs.
+        unlabelled: extra sources for the teacher to label
+            (`task.unlabelled_sources()`).
 
     Returns:
         A `tf.data.Dataset`.
     """
-    sources = list(dict.fromkeys(task.sources("train")))
-    log(f"Sequence-level KD: decoding {len(sources)} training sources with the teacher")
-    outputs = task.generate(teacher, sources)
+    unlabelled = list(unlabelled)
+    if relabel:
+        sources = list(dict.fromkeys(task.sources("train")))
+        log(f"Sequence-level KD: decoding {len(sources)} training sources")
+        pairs = list(zip(sources, task.generate(teacher, sources), strict=True))
+    else:
+        encode = task.target_vocab.encode
+        pairs = [(source, encode(target)) for source, target in task.pairs("train")]
+    if unlabelled:
+        count = len(unlabelled)
+        log(f"Sequence-level KD: the teacher labels {count} unlabelled sources")
+        outputs = task.generate(teacher, unlabelled)
+        pairs += list(zip(unlabelled, outputs, strict=True))
     return data.make_dataset(
-        list(zip(sources, outputs, strict=True)),
+        pairs,
         task.source_vocab,
         _GeneratedIds(),
         batch_size,
@@ -40,7 +67,7 @@ def teacher_dataset(task, teacher, batch_size, shuffle=True, seed=0, log=print):
 
 
 class _GeneratedIds:
-    """A "vocabulary" whose items are generated id lists: cuts at EOS."""
+    """A "vocabulary" whose items are id lists (generated or encoded): cuts at EOS."""
 
     def encode(self, ids):
         out = []

@@ -328,7 +328,17 @@ class Distillation(Modifier):
         default=1.0, ge=0, description="Weight of each hidden-state term."
     )
     sequence_level: bool = Field(
-        default=False, description="Train on the teacher's greedy outputs."
+        default=False,
+        description="Train on the teacher's greedy outputs for the training "
+        "sources, instead of their references.",
+    )
+    unlabelled: bool = Field(
+        default=False,
+        description="Also train on the teacher's greedy outputs for inputs of "
+        "no split (G2P: Debian's word lists minus CMUdict).",
+    )
+    max_unlabelled: int | None = Field(
+        default=None, gt=0, description="Use about this many unlabelled inputs."
     )
 
 

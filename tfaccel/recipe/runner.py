@@ -80,8 +80,10 @@ def ensure_baseline(
         return baseline_lib.load_baseline(folder)
     if folder != plain:
         what = "data" if _same_settings(plain, config) else "settings"
-        log(f"Cached baseline {plain} has other {what}; it stays, and this one "
-            f"goes to {folder.name}.")
+        log(
+            f"Cached baseline {plain} has other {what}; it stays, and this one "
+            f"goes to {folder.name}."
+        )
     log(f"Training baseline {folder} ({config.epochs} epochs)")
     return baseline_lib.train_baseline(
         config, write_root or output_root, strategy=strategy, name=folder.name
@@ -526,10 +528,10 @@ def _run_stage(
         # Before the other modifiers: their schedules count this data's steps.
         data = distillation.training_data(distilled[0], teacher, task, config, log)
         train = train if data is None else data
-    if finished is None:
-        steps = baseline_lib.count_batches(train)
-    else:
+    if finished is not None:
         steps = finished["steps_per_epoch"]
+    else:
+        steps = stage.steps_per_epoch or baseline_lib.count_batches(train)
     trained = model
     # Shrinking and factorizing build new layers, so they come before
     # pruning, clustering and QAT, which wrap weights; distillation wraps the
@@ -550,7 +552,12 @@ def _run_stage(
         progress.skip(stage.epochs)
         log(f"Stage '{stage.name}' finished in an earlier run; restored its weights")
         return model, finished["result"]
-    train = train.apply(tf.data.experimental.assert_cardinality(steps))
+    if stage.steps_per_epoch:
+        # Epochs of `steps` batches from an endless stream, reshuffled on
+        # each pass: the same steps whatever the data's size.
+        train = train.repeat()
+    else:
+        train = train.apply(tf.data.experimental.assert_cardinality(steps))
     tune = dataclasses.replace(config, learning_rate=stage.learning_rate)
     baseline_lib.compile_model(trained, tune, steps * stage.epochs)
     initial_epoch = 0
@@ -582,11 +589,19 @@ def _run_stage(
             ],
             shuffle=False,
             verbose="auto",
+            steps_per_epoch=steps if stage.steps_per_epoch else None,
         )
     test = task.evaluate(model, "test")
     log(f"Stage '{stage.name}' test: {tasks.format_metrics(test)}")
     seconds = time.perf_counter() - start
-    result = {"name": stage.name, "test": test, "seconds": seconds, **_size(model)}
+    result = {
+        "name": stage.name,
+        "test": test,
+        "seconds": seconds,
+        "steps_per_epoch": steps,
+        "optimizer_steps": int(trained.optimizer.iterations.numpy()),
+        **_size(model),
+    }
     if initial_epoch:
         result["resumed_after_epoch"] = initial_epoch
     with atomic_file(done) as tmp:

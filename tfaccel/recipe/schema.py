@@ -218,6 +218,12 @@ class StageConfig(_Config):
         default=5e-4,
         description="Peak fine-tuning learning rate (warm-up, then cosine decay).",
     )
+    steps_per_epoch: int | None = Field(
+        default=None,
+        gt=0,
+        description="Batches per epoch, repeating the data; default one pass. "
+        "Gives runs on data of different sizes the same number of steps.",
+    )
     modifiers: Annotated[
         list[ModifierField], pydantic.BeforeValidator(_list_or_empty)
     ] = Field(
