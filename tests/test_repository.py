@@ -42,7 +42,26 @@ def test_no_tf_keras_outside_compat():
     assert offenders == []
 
 
-def test_savedmodels_is_ignored_except_readme():
+def test_savedmodels_tracks_only_the_manifest_and_its_files():
+    import subprocess
+
+    from tfaccel import reference
+
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "/savedmodels/*" in ignore and "!/savedmodels/README.md" in ignore
-    assert (ROOT / "savedmodels" / "README.md").is_file()
+    tracked = subprocess.run(
+        ["git", "ls-files", "savedmodels"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    listed = {
+        f"savedmodels/{entry['folder']}/{name}"
+        for entry in reference.load_manifest(ROOT / "savedmodels")["models"]
+        for name in entry["files"]
+    }
+    # What tfaccel writes stays untracked; only the reference set is shipped.
+    assert (
+        set(tracked) == {"savedmodels/README.md", "savedmodels/manifest.json"} | listed
+    )
