@@ -146,9 +146,9 @@ def train_baseline(
     """Trains, evaluates and saves a baseline.
 
     Writes `<output_root>/<name>/` (default `baseline-<task>-<preset>`)
-    atomically, holding
-    `model.keras`, the vocabularies, `metrics.json` (test-split scores, the
-    learning curve, the config and timings) and TensorBoard `logs/`.
+    atomically, holding `model.keras`, the vocabularies, `metrics.json`
+    (test-split scores, the learning curve, the config and timings) and
+    TensorBoard `logs/`.
 
     Args:
         config: a `BaselineConfig`.

@@ -2,7 +2,8 @@
 
 The run folder `<output_dir>/<recipe name>/` is published atomically when
 the run ends; the baseline is cached in `<output_dir>/baseline-<task>-<preset>/`
-and reused by every recipe with the same baseline settings.
+(one of other settings beside it, with a digest in its name) and reused by
+every recipe with the same baseline settings.
 """
 
 import dataclasses
