@@ -7,26 +7,19 @@ import shutil
 
 import numpy as np
 import pytest
+from tool_modules import load_tool
 
 from tfaccel import tasks
 from tfaccel.errors import UserError
 
-TOOLS = pathlib.Path(__file__).parents[1] / "tools"
 HAS_TFMOT = all(
     importlib.util.find_spec(name) is not None
     for name in ("tf_keras", "tensorflow_model_optimization")
 )
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = _tool("peers")
-results_table = _tool("results_table")
+peers = load_tool("peers")
+results_table = load_tool("results_table")
 
 
 # === tools/peers.py ===
