@@ -550,6 +550,21 @@ def test_missed_assert_publishes_the_run_and_exits_1(trained, monkeypatch, capsy
     assert cli.main(["run", str(path)]) == 0
 
 
+def _record_training(monkeypatch):
+    """Replaces baseline training by a list of the folder names it would write."""
+    trained_into = []
+    monkeypatch.setattr(
+        baseline_lib,
+        "train_baseline",
+        lambda config, root, strategy=None, name=None: trained_into.append(name),
+    )
+    return trained_into
+
+
+def _files(folder):
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.large
 def test_cached_baseline_of_other_data_is_retrained(trained, tmp_path, monkeypatch):
     import shutil
@@ -565,13 +580,8 @@ def test_cached_baseline_of_other_data_is_retrained(trained, tmp_path, monkeypat
 
     metrics["task"]["data_sha256"] = "0" * 64  # as if CMUdict had changed
     (copy / "metrics.json").write_text(json.dumps(metrics))
-    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
-    trained_into = []
-    monkeypatch.setattr(
-        baseline_lib,
-        "train_baseline",
-        lambda config, root, strategy=None, name=None: trained_into.append(name),
-    )
+    before = _files(copy)
+    trained_into = _record_training(monkeypatch)
     lines = []
     ensure_baseline(CONFIG, tmp_path, cache=True, log=lines.append)
     # The old entry stays, byte for byte; the new one goes beside it.
@@ -580,7 +590,7 @@ def test_cached_baseline_of_other_data_is_retrained(trained, tmp_path, monkeypat
     assert lines[0] == (
         f"Cached baseline {copy} has other data; it stays, and this one goes to {name}."
     )
-    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    assert _files(copy) == before
 
 
 @pytest.mark.large
@@ -593,18 +603,13 @@ def test_baseline_of_other_settings_never_replaces_the_cache(
     root, _, _ = trained
     copy = tmp_path / "baseline-g2p-tiny"
     shutil.copytree(root / "baseline-g2p-tiny", copy)
-    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
-    trained_into = []
-    monkeypatch.setattr(
-        baseline_lib,
-        "train_baseline",
-        lambda config, root, strategy=None, name=None: trained_into.append(name),
-    )
+    before = _files(copy)
+    trained_into = _record_training(monkeypatch)
     other = dataclasses.replace(CONFIG, overrides={"num_decoder_layers": 1})
     for cache in (True, False):
         ensure_baseline(other, tmp_path, cache=cache, log=lambda line: None)
     assert trained_into[0] == trained_into[1] != "baseline-g2p-tiny"
-    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    assert _files(copy) == before
     # Once trained, the other settings find their own folder again.
     shutil.copytree(copy, tmp_path / trained_into[0])
     metrics = json.loads((tmp_path / trained_into[0] / "metrics.json").read_text())
