@@ -80,7 +80,7 @@ def ensure_baseline(
         log(f"Reusing cached baseline {folder}")
         return baseline_lib.load_baseline(folder)
     if folder != plain:
-        what = "data" if _same_settings(plain, config) else "settings"
+        what = "data" if _same_settings(_saved_metrics(plain), config) else "settings"
         log(
             f"Cached baseline {plain} has other {what}; it stays, and this one "
             f"goes to {folder.name}."
@@ -112,17 +112,17 @@ def _saved_metrics(folder):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _same_settings(folder, config):
-    saved = _saved_metrics(folder)
+def _same_settings(saved, config):
     wanted = _cache_key(dataclasses.asdict(config))
     return saved is not None and _cache_key(saved.get("config", {})) == wanted
 
 
 def _same_baseline(folder, config):
-    if not _same_settings(folder, config):
+    saved = _saved_metrics(folder)
+    if not _same_settings(saved, config):
         return False
-    saved = _saved_metrics(folder).get("task", {}).get("data_sha256")
-    return saved is None or saved == _fingerprint(config)
+    data = saved.get("task", {}).get("data_sha256")
+    return data is None or data == _fingerprint(config)
 
 
 @functools.cache
