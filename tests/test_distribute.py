@@ -2,6 +2,8 @@
 the CLI's multi-worker flags (the runs themselves: tests/recipe/)."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -15,6 +17,20 @@ from tfaccel.errors import UserError
 
 def test_none_is_the_default_strategy():
     assert distribute.get_strategy("none") is tf.distribute.get_strategy()
+
+
+def test_a_bare_import_reaches_distribute_as_readme_writes_it():
+    # A fresh interpreter: in this one another test may have loaded it.
+    code = (
+        "import tfaccel, tensorflow as tf; "
+        "assert tfaccel.distribute.get_strategy('none') is tf.distribute.get_strategy(); "
+        "print(tfaccel.recipe.__name__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tfaccel.recipe"
 
 
 def test_mirrored_without_gpus_spans_the_logical_cpus(mirrored_strategy):

@@ -33,12 +33,27 @@ _EXPORTS = {
 _RENAMED = {"summary": ("tfaccel.pruning", "pruning_summary")}
 # Subpackages that are also callables: `tfaccel.export(model, path, formats)`.
 _CALLABLE_PACKAGES = ("export",)
+# Modules reachable as attributes after a bare `import tfaccel`, as README
+# writes them (`tfaccel.distribute.get_strategy(...)`).
+_SUBMODULES = (
+    "bench",
+    "clustering",
+    "compression",
+    "data",
+    "distillation",
+    "distribute",
+    "models",
+    "pruning",
+    "quantization",
+    "recipe",
+    "tasks",
+)
 
-__all__ = sorted([*_EXPORTS, *_RENAMED, *_CALLABLE_PACKAGES])
+__all__ = sorted([*_EXPORTS, *_RENAMED, *_CALLABLE_PACKAGES, *_SUBMODULES])
 
 
 def __getattr__(name):
-    if name in _CALLABLE_PACKAGES:
+    if name in _CALLABLE_PACKAGES or name in _SUBMODULES:
         return importlib.import_module(f"tfaccel.{name}")
     if name in _EXPORTS:
         module, attribute = _EXPORTS[name], name
