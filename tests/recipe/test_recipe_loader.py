@@ -204,11 +204,17 @@ def test_unknown_modifier_lists_registered_types():
     ), message
 
 
-def test_several_errors_report_the_first_and_count_the_rest():
+def test_several_errors_are_all_listed_on_one_line():
     text = MINIMAL + "baseline: {epochs: -1, batch_size: 0, cache: 3}\n"
     message = _error(text)
     assert message.startswith(f"{SOURCE}: baseline.epochs: "), message
-    assert message.endswith("(and 2 more)"), message
+    assert "\n" not in message
+    parts = message.removeprefix(f"{SOURCE}: ").split(" | ")
+    found = {part.split(":")[0]: part for part in parts}
+    assert set(found) == {"baseline.epochs", "baseline.batch_size", "baseline.cache"}
+    assert "got -1" in found["baseline.epochs"], message
+    assert "got 0" in found["baseline.batch_size"], message
+    assert "got 3" in found["baseline.cache"], message
 
 
 def test_long_bad_value_is_truncated():

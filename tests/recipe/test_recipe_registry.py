@@ -95,8 +95,9 @@ def test_context_manager_unregisters():
         (
             "        targets",
             "        target",
-            "r.yaml: stages[0].modifiers[0].targets: required key is missing "
-            "(and 1 more)",
+            "r.yaml: stages[0].modifiers[0].targets: required key is missing | "
+            "stages[0].modifiers[0].target: unknown key (did you mean 'targets'?); "
+            "got ['re:.*kernel']; allowed: type, targets, schedule",
         ),
         (
             "type: dummy",

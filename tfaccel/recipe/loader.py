@@ -206,12 +206,13 @@ def _top_level_error(data, source):
 
 
 def _format_errors(error, data, source):
-    errors = error.errors(include_url=False)
-    first = errors[0]
-    message = f"{source}: {_key_path(first['loc'])}: {_describe(first, data)}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return _one_line(message)
+    # Every error, in the order pydantic found them, on one line: a user
+    # fixes them all in one edit instead of one per run.
+    parts = [
+        f"{_key_path(each['loc'])}: {_describe(each, data)}"
+        for each in error.errors(include_url=False)
+    ]
+    return _one_line(f"{source}: " + " | ".join(parts))
 
 
 def _describe(error, data):
