@@ -7,7 +7,8 @@ import pytest
 
 from tfaccel.recipe import baseline as baseline_lib
 from tfaccel.recipe.loader import parse_recipe
-from tfaccel.recipe.runner import ensure_baseline, run_recipe
+from tfaccel.recipe.baseline_cache import ensure_baseline
+from tfaccel.recipe.runner import run_recipe
 
 CONFIG = baseline_lib.BaselineConfig(
     preset="tiny", epochs=3, batch_size=64, max_examples=1500, eval_examples=50
@@ -459,7 +460,7 @@ def test_finished_stages_are_restored_not_retrained(trained, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr("tfaccel.recipe.runner.save_model", crash)
+        patch.setattr("tfaccel.recipe.publish.save_model", crash)
         with pytest.raises(KeyboardInterrupt):
             run_recipe(parse_recipe(recipe), log=lines.append)
     assert not (root / "crash-at-save").exists()
@@ -476,26 +477,26 @@ def test_finished_stages_are_restored_not_retrained(trained, monkeypatch):
 
 
 def test_resume_folder_is_kept_dropped_on_restart_or_on_a_changed_recipe(tmp_path):
-    from tfaccel.recipe.runner import _resume_folder
+    from tfaccel.recipe.resume import resume_folder
 
     recipe = parse_recipe(_prune_recipe("r", tmp_path))
     lines = []
-    folder = _resume_folder(recipe, tmp_path, restart=False, log=lines.append)
+    folder = resume_folder(recipe, tmp_path, restart=False, log=lines.append)
     assert folder == tmp_path / ".r.resume" and (folder / "recipe.json").is_file()
     (folder / "stage-0-prune").mkdir()
-    _resume_folder(recipe, tmp_path, restart=False, log=lines.append)
+    resume_folder(recipe, tmp_path, restart=False, log=lines.append)
     assert (folder / "stage-0-prune").is_dir()
     assert lines[-1].startswith("Resuming from the checkpoints in")
     # Export and assert settings may change; what shapes the weights may not.
     changed = _prune_recipe("r", tmp_path, extra={"export": ["onnx"]})
-    _resume_folder(parse_recipe(changed), tmp_path, restart=False, log=lines.append)
+    resume_folder(parse_recipe(changed), tmp_path, restart=False, log=lines.append)
     assert (folder / "stage-0-prune").is_dir()
     changed = _prune_recipe("r", tmp_path, epochs=3)
-    _resume_folder(parse_recipe(changed), tmp_path, restart=False, log=lines.append)
+    resume_folder(parse_recipe(changed), tmp_path, restart=False, log=lines.append)
     assert not (folder / "stage-0-prune").exists()
     assert "changed" in lines[-1]
     (folder / "stage-0-prune").mkdir()
-    _resume_folder(parse_recipe(changed), tmp_path, restart=True, log=lines.append)
+    resume_folder(parse_recipe(changed), tmp_path, restart=True, log=lines.append)
     assert not (folder / "stage-0-prune").exists()
     assert lines[-1].startswith("--restart: removing the checkpoints")
 

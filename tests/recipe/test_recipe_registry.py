@@ -174,9 +174,9 @@ class Runnable(Modifier):
 
 def test_the_runner_finds_a_modifiers_applier_and_order_on_its_class():
     from tfaccel.pruning.recipe import apply_modifier
-    from tfaccel.recipe.runner import _applier
+    from tfaccel.recipe.stage import applier
 
-    assert _applier(Runnable()) is apply_modifier
+    assert applier(Runnable()) is apply_modifier
     assert Runnable.order == 0 and Dummy.order == 2
 
 
