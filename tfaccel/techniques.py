@@ -1,19 +1,30 @@
 """Functions over every technique applied to a model: callbacks and strip.
 
-Each technique keeps its own state beside the model; these functions find
-what was applied and call that technique's part: pruning, then clustering,
-then QAT.
+Each technique keeps its own state beside the model and registers itself in
+`tfaccel.core.registry` when its package is imported; these functions ask
+the registry what was applied and call that technique's part: callbacks in
+the order techniques are applied (pruning, clustering, QAT), strips in each
+technique's strip order (clustering, QAT, pruning).
 """
 
-from tfaccel.clustering import _state as _cluster_state
-from tfaccel.clustering.cluster_assignments import ClusterAssignments
-from tfaccel.clustering.strip import strip_clustering
-from tfaccel.pruning import _state
-from tfaccel.pruning.strip import strip_pruning
-from tfaccel.pruning.update_pruning_step import UpdatePruningStep
-from tfaccel.quantization import _state as _qat_state
-from tfaccel.quantization.callback import QuantizationRanges
-from tfaccel.quantization.strip import strip_quantization
+import importlib
+
+from tfaccel.core import registry
+
+# The technique packages; importing one registers it. A new technique adds
+# its package here and registers itself in its `__init__`.
+PACKAGES = (
+    "tfaccel.pruning",
+    "tfaccel.clustering",
+    "tfaccel.quantization",
+    "tfaccel.compression",
+)
+
+
+def load_techniques():
+    """Imports every technique package, so that each one is registered."""
+    for name in PACKAGES:
+        importlib.import_module(name)
 
 
 def callbacks(model, log_dir=None):
@@ -34,14 +45,12 @@ def callbacks(model, log_dir=None):
     model.fit(ds, epochs=4, callbacks=tfaccel.callbacks(model))
     ```
     """
-    found = []
-    if _state.find_states(model):
-        found.append(UpdatePruningStep(log_dir=log_dir))
-    if _cluster_state.find_states(model):
-        found.append(ClusterAssignments(log_dir=log_dir))
-    if any(not state.stripped for _, state in _qat_state.find_states(model)):
-        found.append(QuantizationRanges(log_dir=log_dir))
-    return found
+    load_techniques()
+    return [
+        technique.callback(log_dir=log_dir)
+        for technique in registry.techniques()
+        if technique.callback is not None and technique.is_training(model)
+    ]
 
 
 def strip(model):
@@ -71,4 +80,7 @@ def strip(model):
     # QAT's strip then rounds onto the int8 grid (QAT trained through the
     # clustered weights). Then in the reverse order of application: QAT's
     # strip puts back the constraint it found, pruning's the one before.
-    return strip_pruning(strip_quantization(strip_clustering(model)))
+    load_techniques()
+    for technique in registry.strip_sequence():
+        model = technique.strip(model)
+    return model

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 
 from tfaccel.clustering import ClusterAssignments, _state
+from tfaccel.core import kernels
 from tfaccel.models import Seq2SeqTransformer
-from tfaccel.pruning import _masks, _structure
 
 
 def small_mlp(seed=0):
@@ -83,13 +83,13 @@ def distinct_nonzero(values):
 def assert_clustered(model, variables, num_clusters, per_channel=False):
     """Asserts exactly `num_clusters` distinct non-zero values per kernel/channel."""
     assert variables
-    owners = _structure.owner_layers(model)
+    owners = kernels.owner_layers(model)
     for variable in variables:
         values = numpy(variable)
         if not per_channel:
             assert distinct_nonzero(values) == num_clusters, variable.path
             continue
-        axes = _structure.input_axes(variable, owners[id(variable)])
-        view = _masks.to_matrix(values, axes)  # (in, out)
+        axes = kernels.input_axes(variable, owners[id(variable)])
+        view = kernels.to_matrix(values, axes)  # (in, out)
         counts = [distinct_nonzero(view[:, j]) for j in range(view.shape[1])]
         assert counts == [num_clusters] * view.shape[1], (variable.path, counts)

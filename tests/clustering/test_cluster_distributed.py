@@ -7,7 +7,7 @@ import tensorflow as tf
 from cluster_checks import assert_clustered, mlp_data, numpy, records, small_mlp
 
 from tfaccel.clustering import ClusterAssignments, _state, cluster, strip_clustering
-from tfaccel.pruning.prune import match_variables
+from tfaccel.core.targets import match_variables
 
 
 def _train(strategy, per_channel):

@@ -12,7 +12,7 @@ import pytest
 from cluster_checks import assert_clustered, numpy, records
 
 from tfaccel.clustering import ClusterAssignments, cluster, strip_clustering
-from tfaccel.pruning.prune import match_variables
+from tfaccel.core.targets import match_variables
 
 VOCABULARY = 50
 BART_TARGETS = ["re:.*(attention|feedforward).*kernel", ".*token_embedding/embeddings"]

@@ -23,8 +23,8 @@ from tfaccel.clustering import (
     clustering_summary,
     strip_clustering,
 )
+from tfaccel.core.targets import match_variables
 from tfaccel.models import Seq2SeqTransformer, load_model, save_model
-from tfaccel.pruning.prune import match_variables
 
 SEQ2SEQ_TARGETS = [
     "re:.*(attention|feedforward).*kernel",

@@ -8,7 +8,7 @@ from cluster_checks import fit_mlp, mlp_data, numpy, records, small_mlp
 
 import tfaccel.clustering
 from tfaccel.clustering import ClusterAssignments, _centroids, _state
-from tfaccel.pruning import _masks
+from tfaccel.core import kernels
 
 
 def _sparse_mlp():
@@ -93,7 +93,7 @@ def test_refresh_moves_clusters_with_their_centroids_then_to_the_nearest():
     record.centroids.assign(moved)
     reference = numpy(record.variable) + (moved - centroids - 1.0).ravel()[indices]
     record.refresh()
-    view = _masks.to_matrix(reference, record.input_axes)
+    view = kernels.to_matrix(reference, record.input_axes)
     np.testing.assert_array_equal(numpy(record.indices), _centroids.assign(view, moved))
     assert 0.0 < record.reassigned < 1.0
     np.testing.assert_array_equal(numpy(record.anchors), moved)

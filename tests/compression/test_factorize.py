@@ -17,9 +17,9 @@ from tfaccel.compression import (
     kernel_macs,
     parameter_count,
 )
+from tfaccel.core import kernels
 from tfaccel.errors import UserError
 from tfaccel.models import Seq2SeqTransformer, load_model, save_model
-from tfaccel.pruning import _masks
 
 FF = r".*feedforward.*kernel"
 QUERY = "encoder_layer_0/self_attention_layer/query/kernel"
@@ -107,7 +107,7 @@ def test_truncated_factors_have_the_eckart_young_error():
     for path in [FF_IN, QUERY, OUTPUT]:
         layer = _layer(model, path)
         axes = (0, 1) if path == OUTPUT else (0,)
-        view = _masks.to_matrix(originals[path], axes)
+        view = kernels.to_matrix(originals[path], axes)
         s = np.linalg.svd(view.astype(np.float64), compute_uv=False)
         error = np.linalg.norm(_numpy(layer.kernel) - originals[path])
         np.testing.assert_allclose(error, np.sqrt(np.sum(s[3:] ** 2)), rtol=1e-4)

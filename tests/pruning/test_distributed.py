@@ -7,6 +7,7 @@ import tensorflow as tf
 from pruning_checks import assert_exact_sparsity, matching, seq2seq_data, tiny_model
 
 import tfaccel
+from tfaccel.core import kernels
 from tfaccel.pruning import _masks, _state
 
 TARGETS = ["re:.*(attention|feedforward).*kernel"]
@@ -40,7 +41,7 @@ def _train(strategy, pruning):
 
 
 def _assert_two_of_four(mask, input_axes):
-    view = _masks.to_matrix(mask, input_axes)  # (in, out)
+    view = kernels.to_matrix(mask, input_axes)  # (in, out)
     groups = view.reshape(view.shape[0] // 4, 4, view.shape[1])  # (in/4, 4, out)
     assert (groups.sum(axis=1) == 2).all()
 

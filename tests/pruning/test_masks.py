@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from tfaccel.core import kernels
 from tfaccel.pruning import _masks, _structure
 
 
@@ -36,11 +37,11 @@ def test_unstructured_ties_break_by_position():
 def test_n_m_keeps_n_largest_per_group_along_input_axes(shape, axes):
     weights = _weights(shape)
     mask = _masks.n_m_mask(weights, axes, 2, 4)
-    view = _masks.to_matrix(mask, axes)  # (in, out)
+    view = kernels.to_matrix(mask, axes)  # (in, out)
     groups = view.reshape(view.shape[0] // 4, 4, view.shape[1])
     assert (groups.sum(axis=1) == 2).all()
-    kept = _masks.to_matrix(np.abs(weights) * mask, axes).reshape(groups.shape)
-    dropped = _masks.to_matrix(np.abs(weights) * (1 - mask), axes)
+    kept = kernels.to_matrix(np.abs(weights) * mask, axes).reshape(groups.shape)
+    dropped = kernels.to_matrix(np.abs(weights) * (1 - mask), axes)
     assert (kept.max(axis=1) > 0).all()
     assert (
         kept.min(axis=1, where=groups > 0, initial=np.inf)
@@ -56,14 +57,16 @@ def test_n_m_groups_run_along_the_input_axis_not_the_output_axis():
 
 def test_matrix_view_round_trips():
     weights = _weights((2, 8, 16))
-    view = _masks.to_matrix(weights, (0, 1))
+    view = kernels.to_matrix(weights, (0, 1))
     assert view.shape == (16, 16)
     np.testing.assert_array_equal(view[:, 3], weights[:, :, 3].ravel())
-    np.testing.assert_array_equal(_masks.from_matrix(view, (2, 8, 16), (0, 1)), weights)
-    query = _weights((16, 2, 8))
-    assert _masks.to_matrix(query, (0,)).shape == (16, 16)
     np.testing.assert_array_equal(
-        _masks.from_matrix(_masks.to_matrix(query, (0,)), query.shape, (0,)), query
+        kernels.from_matrix(view, (2, 8, 16), (0, 1)), weights
+    )
+    query = _weights((16, 2, 8))
+    assert kernels.to_matrix(query, (0,)).shape == (16, 16)
+    np.testing.assert_array_equal(
+        kernels.from_matrix(kernels.to_matrix(query, (0,)), query.shape, (0,)), query
     )
 
 
@@ -72,7 +75,7 @@ def test_matrix_view_round_trips():
 def test_block_zeroes_exact_count_of_whole_blocks(block, sparsity):
     weights = _weights((16, 2, 8))
     mask = _masks.block_mask(weights, (0,), block, sparsity)
-    view = _masks.to_matrix(mask, (0,))  # (16, 16)
+    view = kernels.to_matrix(mask, (0,))  # (16, 16)
     rows, cols = block
     tiles = view.reshape(16 // rows, rows, 16 // cols, cols)
     per_block = tiles.sum(axis=(1, 3))
@@ -96,10 +99,10 @@ def test_input_axes_of_keras_layers():
     dense.build((None, 16))
     conv = keras.layers.Conv1D(8, 3)
     conv.build((None, 10, 4))
-    assert _structure.input_axes(query.kernel, query) == (0,)
-    assert _structure.input_axes(output.kernel, output) == (0, 1)
-    assert _structure.input_axes(dense.kernel, dense) == (0,)
-    assert _structure.input_axes(conv.kernel, conv) == (0, 1)  # (k, in, out)
+    assert kernels.input_axes(query.kernel, query) == (0,)
+    assert kernels.input_axes(output.kernel, output) == (0, 1)
+    assert kernels.input_axes(dense.kernel, dense) == (0,)
+    assert kernels.input_axes(conv.kernel, conv) == (0, 1)  # (k, in, out)
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from pruning_checks import (
 )
 
 import tfaccel
+from tfaccel.core import kernels
 from tfaccel.errors import UserError
-from tfaccel.pruning import _masks
 
 TARGETS = ["re:.*(attention|feedforward).*kernel"]
 # (path, input axes): Dense (in, out); query (hidden, heads, head_dim);
@@ -47,7 +47,7 @@ def test_2_4_keeps_two_per_group_of_four_along_the_input_axis():
     run_pruning_test(model, _fit, TARGETS, schedule, 0.5, structure="2:4")
     weights = _by_path(model)
     for path, axes in KERNELS:
-        view = _masks.to_matrix(weights[path], axes)  # (in, out)
+        view = kernels.to_matrix(weights[path], axes)  # (in, out)
         groups = view.reshape(view.shape[0] // 4, 4, view.shape[1])
         assert ((groups != 0).sum(axis=1) == 2).all(), path
     rows = tfaccel.summary(model, targets=TARGETS, structure="2:4", print_fn=print)
@@ -79,7 +79,7 @@ def test_block_1x4_zeroes_exact_number_of_whole_blocks():
     run_pruning_test(model, _fit, TARGETS, schedule, 0.5, block=(1, 4))
     weights = _by_path(model)
     for path, axes in KERNELS:
-        view = _masks.to_matrix(weights[path], axes)  # (in, out)
+        view = kernels.to_matrix(weights[path], axes)  # (in, out)
         tiles = (view != 0).reshape(view.shape[0], view.shape[1] // 4, 4).sum(axis=2)
         assert set(np.unique(tiles)) == {0, 4}, path
         assert int(np.sum(tiles == 0)) == int(np.round(0.5 * tiles.size)), path

@@ -70,23 +70,14 @@ def layer_rows(model):
 
 def _training_state(model):
     # Returns ({id(variable): the weight its layer computes with}, ids of the
-    # clustering's own variables). Pruning needs nothing: its masks are
-    # untracked and its zeros are written into the variables.
-    from tfaccel.clustering import _state as clustering_state
-    from tfaccel.quantization import _state as qat_state
-    from tfaccel.quantization.quantize_aware import _weight
+    # techniques' own variables, such as clustering's centroids). Pruning
+    # needs nothing: its masks are untracked and its zeros are written into
+    # the variables. A later technique's weight wins: QAT's fake-quantized
+    # kernel over clustering's shared values.
+    from tfaccel.core import registry
 
-    effective, hidden = {}, set()
-    for _, state in clustering_state.find_states(model):
-        for record in state.weights:
-            effective[id(record.variable)] = record.weight()
-            parts = (record.centroids, record.anchors, record.indices, record.mask)
-            hidden.update(id(part) for part in parts if part is not None)
-    for _, state in qat_state.find_states(model):
-        for record in state.layers:
-            if record.weight is not None:  # attention matmuls have none
-                effective[id(record.weight)] = _weight(record, state.config)
-    return effective, hidden
+    hidden = {id(variable) for variable in registry.own_variables(model)}
+    return registry.effective_weights(model), hidden
 
 
 def print_layers(rows, print_fn=None):

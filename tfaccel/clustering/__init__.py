@@ -6,11 +6,13 @@
 `clustering_summary` measures them.
 """
 
+from tfaccel.clustering import _state
 from tfaccel.clustering.cluster import cluster
 from tfaccel.clustering.cluster_assignments import ClusterAssignments
 from tfaccel.clustering.recipe import apply_modifier
 from tfaccel.clustering.strip import strip_clustering
 from tfaccel.clustering.summary import clustering_summary
+from tfaccel.core import registry
 
 __all__ = [
     "ClusterAssignments",
@@ -19,3 +21,25 @@ __all__ = [
     "clustering_summary",
     "strip_clustering",
 ]
+
+# === Registration ===
+
+registry.register(
+    registry.Technique(
+        name=_state.NAME,
+        label="clustered",
+        order=20,  # after pruning (it keeps its zeros), before QAT
+        # Stripped first: it writes the shared values into the kernels, which
+        # QAT's strip then rounds onto the int8 grid.
+        strip_order=10,
+        find_states=_state.find_states,
+        strip=strip_clustering,
+        callback=ClusterAssignments,
+        marks=_state.marks,
+        frozen_variables=_state.frozen_variables,
+        layer_weight=_state.layer_weight,
+        effective_weights=_state.effective_weights,
+        own_variables=_state.own_variables,
+        savable=False,
+    )
+)

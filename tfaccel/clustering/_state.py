@@ -24,8 +24,9 @@ import numpy as np
 from keras import ops
 
 from tfaccel.clustering import _centroids
-from tfaccel.pruning import _masks
+from tfaccel.core.kernels import from_matrix, to_matrix
 
+NAME = "clustering"  # in tfaccel.core.registry
 ATTRIBUTE = "_tfaccel_clustering"  # on the model: a ClusteringState
 LAYER_ATTRIBUTE = "_tfaccel_clustered"  # on each clustered layer: a ClusteredWeight
 _SUBCLASSES = {}  # (original class, property name) -> clustered subclass
@@ -71,9 +72,9 @@ class ClusteredWeight:
         values = ops.convert_to_numpy(self.variable) + moved[old]
         if self.mask is not None:
             values = values * ops.convert_to_numpy(self.mask)  # zeros stay zero
-        view = _masks.to_matrix(values, self.input_axes)  # (in, out)
+        view = to_matrix(values, self.input_axes)  # (in, out)
         indices = _centroids.assign(view, centroids)
-        indices = _masks.from_matrix(indices, values.shape, self.input_axes)
+        indices = from_matrix(indices, values.shape, self.input_axes)
         self.reassigned = float(np.mean(old != indices))
         self.variable.assign(values)
         self.indices.assign(indices)
@@ -125,6 +126,54 @@ def find_states(model):
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if getattr(layer, ATTRIBUTE, None) is not None
     ]
+
+
+# === Queries for tfaccel.core.registry ===
+
+
+def marks(model):
+    """Returns the ids of the clustered layers of `model`, however clustered.
+
+    It reads each layer's `ClusteredWeight`, so it also finds layers that an
+    enclosing model clustered.
+    """
+    return {
+        id(layer)
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if getattr(layer, LAYER_ATTRIBUTE, None) is not None
+    }
+
+
+def frozen_variables(model):
+    """Returns the clustered kernels: frozen (their centroids train)."""
+    return [
+        record.variable for _, state in find_states(model) for record in state.weights
+    ]
+
+
+def layer_weight(layer):
+    """Returns the clustered weight that `layer` reads, or None if not clustered."""
+    record = getattr(layer, LAYER_ATTRIBUTE, None)
+    return None if record is None else record.weight()
+
+
+def effective_weights(model):
+    """Returns `{id(kernel): its clustered weight}` for every clustered kernel."""
+    return {
+        id(record.variable): record.weight()
+        for _, state in find_states(model)
+        for record in state.weights
+    }
+
+
+def own_variables(model):
+    """Returns the centroids, anchors, indices and masks clustering added."""
+    found = []
+    for _, state in find_states(model):
+        for record in state.weights:
+            parts = (record.centroids, record.anchors, record.indices, record.mask)
+            found.extend(part for part in parts if part is not None)
+    return found
 
 
 def clustered_class(cls, attribute):

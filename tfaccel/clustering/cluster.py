@@ -14,21 +14,20 @@ miss every one of those readers. `strip_clustering` puts the original class
 back, so the stripped model is the same plain model it was.
 """
 
-import re
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from tfaccel._tracking import unlocked
 from tfaccel.clustering import _centroids, _state
+from tfaccel.core import registry
+from tfaccel.core.compiled import forget_compiled
+from tfaccel.core.kernels import from_matrix, input_axes, owner_layers, to_matrix
+from tfaccel.core.strategy import model_strategy
+from tfaccel.core.targets import fullmatch, match_variables
 from tfaccel.errors import UserError
-from tfaccel.pruning import _masks, _structure
-from tfaccel.pruning.prune import match_variables
-from tfaccel.quantization import _state as _qat_state
-from tfaccel.quantization.quantize_aware import forget_compiled
 
 
 def cluster(
@@ -104,15 +103,20 @@ def cluster(
     _check_arguments(num_clusters, init, per_channel, preserve_sparsity, update_freq)
     _check_model(model, targets)
     variables = match_variables(model, targets)
-    owners = _structure.owner_layers(model)
-    refused = {id(r.layer) for _, s in _qat_state.find_states(model) for r in s.layers}
+    owners = owner_layers(model)
+    # Layers changed by a technique applied after clustering (QAT), by label.
+    refused = {
+        key: technique.label
+        for technique, keys in registry.marks(model, after=_state.NAME)
+        for key in keys
+    }
     layers = [_owner(v, owners.get(id(v)), refused) for v in variables]
     rng = np.random.default_rng(seed)
     plans = [
         _plan(variable, layer, num_clusters, init, per_channel, preserve_sparsity, rng)
         for variable, layer in zip(variables, layers, strict=True)
     ]
-    with _strategy(model).scope():
+    with model_strategy(model).scope():
         records = [_apply(*plan) for plan in plans]
     state = _state.ClusteringState(
         records, num_clusters, init, per_channel, preserve_sparsity, update_freq
@@ -174,7 +178,7 @@ def _check_model(model, targets):
     # name the ones an enclosing model clustered instead of matching nothing.
     for path in _clustered_paths(model):
         for target in targets if isinstance(targets, list | tuple) else ():
-            if isinstance(target, str) and _fullmatch(target, path):
+            if isinstance(target, str) and fullmatch(target, path):
                 raise UserError(
                     f"'{path}' is already clustered (by an enclosing model); "
                     "strip that model's clustering first. "
@@ -190,13 +194,6 @@ def _clustered_paths(model):
     ]
 
 
-def _fullmatch(target, path):
-    try:
-        return re.fullmatch(target.removeprefix("re:"), path) is not None
-    except re.error:
-        return False  # match_variables reports it
-
-
 def _owner(variable, layer, refused):
     """Returns the layer that reads `variable`, checking clustering can reach it."""
     path = variable.path
@@ -210,7 +207,7 @@ def _owner(variable, layer, refused):
         )
     if id(layer) in refused:
         raise UserError(
-            f"Cannot cluster '{path}': its layer is quantization-aware. Cluster "
+            f"Cannot cluster '{path}': its layer is {refused[id(layer)]}. Cluster "
             "before tfaccel.quantize_aware (prune, then cluster, then QAT). "
             f"Received: path={path!r}"
         )
@@ -238,9 +235,9 @@ def _attribute(variable, layer):
 
 def _plan(variable, layer, num_clusters, init, per_channel, preserve_sparsity, rng):
     """Checks one weight and computes its centroids, indices and mask (NumPy)."""
-    axes = _structure.input_axes(variable, layer)
+    axes = input_axes(variable, layer)
     values = ops.convert_to_numpy(variable)
-    view = _masks.to_matrix(values, axes)  # (in, out)
+    view = to_matrix(values, axes)  # (in, out)
     if per_channel:
         groups = [(f" (output channel {j})", view[:, j]) for j in range(view.shape[1])]
     else:
@@ -255,7 +252,7 @@ def _plan(variable, layer, num_clusters, init, per_channel, preserve_sparsity, r
     ).astype(values.dtype)  # (groups, k)
     centroids = centroids if per_channel else centroids[0]
     indices = _centroids.assign(view, centroids)
-    indices = _masks.from_matrix(indices, values.shape, axes)
+    indices = from_matrix(indices, values.shape, axes)
     mask = (values != 0).astype(values.dtype) if preserve_sparsity else None
     if mask is not None and mask.all():
         mask = None  # nothing to preserve
@@ -343,10 +340,3 @@ def _add(layer, name, value, trainable=False):
     )
     variable.assign(value)
     return variable
-
-
-def _strategy(model):
-    # State lives with the model's variables: under the strategy that built it.
-    if tf.distribute.has_strategy():
-        return tf.distribute.get_strategy()
-    return model.distribute_strategy

@@ -1,14 +1,13 @@
 """The callback that refreshes cluster assignments during `model.fit`."""
 
-import keras
 import tensorflow as tf
-from keras import ops
 
 from tfaccel.clustering import _state
+from tfaccel.core.callbacks import TechniqueCallback
 from tfaccel.errors import UserError
 
 
-class ClusterAssignments(keras.callbacks.Callback):
+class ClusterAssignments(TechniqueCallback):
     """Moves each clustered weight to its nearest centroid on a schedule.
 
     The centroids train in the graph; this callback refreshes, on the host,
@@ -34,12 +33,6 @@ class ClusterAssignments(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir=None):
-        super().__init__()
-        self.log_dir = log_dir
-        self._states = []
-        self._writer = None
-
     def on_train_begin(self, logs=None):
         self._states = [state for _, state in _state.find_states(self.model)]
         if not self._states:
@@ -51,7 +44,7 @@ class ClusterAssignments(keras.callbacks.Callback):
         _check_optimizer(self.model, self._states)
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        step = self.optimizer_step()
         for state in self._states:
             state.advance(step)
 
@@ -59,22 +52,13 @@ class ClusterAssignments(keras.callbacks.Callback):
         for state in self._states:
             if state.update_freq == "epoch":
                 state.refresh()
-        if self.log_dir is None:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        with self._writer.as_default():
-            for state in self._states:
-                for record in state.weights:
-                    name = f"clustering/{record.variable.path}/reassigned"
-                    tf.summary.scalar(name, record.reassigned, step)
-        self._writer.flush()
+        super().on_epoch_end(epoch, logs)
 
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def write_summaries(self, step):
+        for state in self._states:
+            for record in state.weights:
+                name = f"clustering/{record.variable.path}/reassigned"
+                tf.summary.scalar(name, record.reassigned, step)
 
 
 def _check_optimizer(model, states):

@@ -3,7 +3,7 @@
 from keras import ops
 
 from tfaccel.clustering import _state
-from tfaccel.quantization.quantize_aware import forget_compiled
+from tfaccel.core.compiled import forget_compiled
 
 
 def strip_clustering(model):

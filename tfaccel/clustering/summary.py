@@ -7,9 +7,9 @@ from keras import ops
 
 from tfaccel._tables import print_table
 from tfaccel.clustering import _centroids, _state
+from tfaccel.core.kernels import input_axes, owner_layers, to_matrix
+from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
-from tfaccel.pruning import _masks, _structure
-from tfaccel.pruning.prune import match_variables
 
 
 def clustering_summary(model, targets=None, print_fn=None):
@@ -51,9 +51,9 @@ def clustering_summary(model, targets=None, print_fn=None):
 def _entries(model, targets):
     """Yields `(variable, values, input_axes, clusters, per_channel)`."""
     if targets is not None:
-        owners = _structure.owner_layers(model)
+        owners = owner_layers(model)
         for variable in match_variables(model, targets):
-            axes = _structure.input_axes(variable, owners.get(id(variable)))
+            axes = input_axes(variable, owners.get(id(variable)))
             yield variable, ops.convert_to_numpy(variable), axes, None, None
         return
     states = [state for _, state in _state.find_states(model)]
@@ -76,7 +76,7 @@ def _entries(model, targets):
 
 def _row(variable, values, axes, clusters, per_channel):
     zeros = int(np.sum(values == 0))
-    per_column = _centroids.distinct_counts(_masks.to_matrix(values, axes))
+    per_column = _centroids.distinct_counts(to_matrix(values, axes))
     return {
         "path": variable.path,
         "shape": tuple(values.shape),

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from tfaccel._tracking import unlocked
+from tfaccel.core.kernels import to_matrix
 from tfaccel.errors import UserError
-from tfaccel.pruning import _masks
 
 # Slack on the energy share: float32 kernels carry singular values with
 # ~1e-7 relative error, which must not push the chosen rank one higher.
@@ -60,7 +60,7 @@ def factor_shapes(shape, in_axes, out_axes, rank):
 
 def singular_values(values, in_axes):
     """Returns `(u, s, vt)`, the SVD of the `(in, out)` view, in float64."""
-    view = _masks.to_matrix(np.asarray(values, np.float64), in_axes)  # (in, out)
+    view = to_matrix(np.asarray(values, np.float64), in_axes)  # (in, out)
     return np.linalg.svd(view, full_matrices=False)
 
 

@@ -1,21 +1,18 @@
 """`factorize`: low-rank factorization of Dense and EinsumDense kernels, in place."""
 
 import dataclasses
-import re
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from tfaccel.clustering import _state as _cluster_state
 from tfaccel.compression import _factors, factorized_model
+from tfaccel.core import registry
+from tfaccel.core.compiled import forget_compiled
+from tfaccel.core.kernels import owner_layers
+from tfaccel.core.strategy import model_strategy
+from tfaccel.core.targets import fullmatch, match_variables
 from tfaccel.errors import UserError
-from tfaccel.pruning import _state as _pruning_state
-from tfaccel.pruning import _structure
-from tfaccel.pruning.prune import match_variables
-from tfaccel.quantization import _state as _qat_state
-from tfaccel.quantization.quantize_aware import forget_compiled
 
 ATTRIBUTE = "_tfaccel_factorization"  # on the model: a list of FactorizedKernel
 
@@ -96,15 +93,17 @@ def factorize(model, targets, rank=None, energy=0.9, only_if_smaller=True):
     """
     _check_arguments(rank, energy, only_if_smaller)
     _check_model(model, targets)
-    variables = match_variables(model, targets, extra=_clustered_kernels(model))
-    owners = _structure.owner_layers(model)
-    refused = {id(r.layer) for _, s in _qat_state.find_states(model) for r in s.layers}
-    layers = [_owner(v, owners.get(id(v)), refused) for v in variables]
+    # Frozen (clustered) kernels are not trainable, so `match_variables`
+    # would skip them; match them to refuse them by name.
+    variables = match_variables(model, targets, extra=registry.frozen_variables(model))
+    owners = owner_layers(model)
+    marks = registry.marks(model)
+    layers = [_owner(v, owners.get(id(v)), marks) for v in variables]
     plans = [
         _plan(variable, layer, rank, energy, only_if_smaller)
         for variable, layer in zip(variables, layers, strict=True)
     ]
-    with _strategy(model).scope():
+    with model_strategy(model).scope():
         for row, layer, factors in plans:
             if row.factorized:
                 _apply(layer, row.rank, factors)
@@ -152,7 +151,7 @@ def _check_model(model, targets):
     for layer in factorized_model.low_rank_layers(model):
         path = factorized_model.kernel_path(layer)
         for target in targets if isinstance(targets, list | tuple) else ():
-            if isinstance(target, str) and _fullmatch(target, path):
+            if isinstance(target, str) and fullmatch(target, path):
                 raise UserError(_factorized_message(path, layer, target))
 
 
@@ -164,24 +163,7 @@ def _factorized_message(path, layer, target):
     )
 
 
-def _fullmatch(target, path):
-    try:
-        return re.fullmatch(target.removeprefix("re:"), path) is not None
-    except re.error:
-        return False  # match_variables reports it
-
-
-def _clustered_kernels(model):
-    # Clustered kernels are frozen (their centroids train), so
-    # `match_variables` would skip them; match them to refuse them by name.
-    return [
-        record.variable
-        for _, state in _cluster_state.find_states(model)
-        for record in state.weights
-    ]
-
-
-def _owner(variable, layer, refused):
+def _owner(variable, layer, marks):
     """Returns the layer whose kernel `variable` is, checking it can be factorized."""
     path = variable.path
     if isinstance(layer, tuple(factorized_model.LOW_RANK_CLASSES.values())):
@@ -195,7 +177,7 @@ def _owner(variable, layer, refused):
             "layer norms. Narrow `targets` so they do not match it, e.g. "
             f"[r'.*feedforward.*kernel']. Received: path={path!r}"
         )
-    _check_layer_state(variable, layer, refused)
+    _check_layer_state(variable, layer, marks)
     if type(layer) not in factorized_model.LOW_RANK_CLASSES:
         raise UserError(
             f"Cannot factorize '{path}': its layer is a {type(layer).__name__}, "
@@ -206,15 +188,15 @@ def _owner(variable, layer, refused):
     return layer
 
 
-def _check_layer_state(variable, layer, refused):
+def _check_layer_state(variable, layer, marks):
     path = variable.path
-    found = []
-    if isinstance(variable.constraint, _pruning_state.MaskConstraint):
-        found.append("pruned")
-    if getattr(layer, _cluster_state.LAYER_ATTRIBUTE, None) is not None:
-        found.append("clustered")
-    if id(layer) in refused:
-        found.append("quantization-aware")
+    # Each technique's label ("pruned", "clustered", "quantization-aware"),
+    # in the order they are applied.
+    found = [
+        technique.label
+        for technique, keys in marks
+        if id(variable) in keys or id(layer) in keys
+    ]
     if getattr(layer, "lora_enabled", False):
         found.append("LoRA-enabled")
     if layer.dtype_policy.quantization_mode:
@@ -283,10 +265,3 @@ def _warn_skipped(rows):
             "tfaccel.compression.factorization_summary(model).",
             stacklevel=3,
         )
-
-
-def _strategy(model):
-    # Factors live with the model's variables: under the strategy that built it.
-    if tf.distribute.has_strategy():
-        return tf.distribute.get_strategy()
-    return model.distribute_strategy

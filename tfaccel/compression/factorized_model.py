@@ -31,8 +31,8 @@ import keras
 from tfaccel.compression import _factors
 from tfaccel.compression.low_rank_dense import LowRankDense
 from tfaccel.compression.low_rank_einsum_dense import LowRankEinsumDense
+from tfaccel.core.kernels import owner_layers
 from tfaccel.errors import UserError
-from tfaccel.pruning import _structure
 
 LOW_RANK_CLASSES = {
     keras.layers.Dense: LowRankDense,
@@ -134,7 +134,7 @@ def restore(model, ranks):
     left as they are. Placeholder factors are random: load weights next.
     """
     variables = {variable.path: variable for variable in model.weights}
-    owners = _structure.owner_layers(model)
+    owners = owner_layers(model)
     done = {kernel_path(layer): layer.rank for layer in low_rank_layers(model)}
     for path, rank in ranks.items():
         if done.get(path) == rank:

@@ -11,14 +11,12 @@ import dataclasses
 import math
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from tfaccel.clustering import _state as _cluster_state
 from tfaccel.compression import _architectures, _importance
+from tfaccel.core import registry
+from tfaccel.core.strategy import model_strategy
 from tfaccel.errors import UserError
-from tfaccel.pruning import _state as _pruning_state
-from tfaccel.quantization import _state as _qat_state
 
 IMPORTANCES = ("magnitude", "activation")
 
@@ -114,7 +112,7 @@ def shrink(
         batches = _batches(arch, calibration)
         ranking.insert(0, _importance.activation_scores(arch, batches))
     plan = _plan(ranking, num_heads, intermediate_dim, num_layers)
-    with _strategy(model).scope():
+    with model_strategy(model).scope():
         shrunk = arch.rebuild(num_heads, intermediate_dim, num_layers)
         _copy_weights(arch, _architectures.architecture(shrunk), plan)
     return shrunk
@@ -148,17 +146,10 @@ def shrink_report(original, shrunk):
 
 
 def _check_plain(model):
-    found = []
-    if _pruning_state.find_states(model):
-        found.append("pruned")
+    # "pruned", "clustered", "quantization-aware": each technique whose state
+    # the model (or an enclosing model, on its layers) carries.
+    found = [technique.label for technique in registry.applied(model)]
     flat = list(model._flatten_layers(include_self=True, recursive=True))
-    if _cluster_state.find_states(model) or any(
-        getattr(layer, _cluster_state.LAYER_ATTRIBUTE, None) is not None
-        for layer in flat
-    ):
-        found.append("clustered")
-    if _qat_state.find_states(model):
-        found.append("quantization-aware")
     if any(_quantized(layer) for layer in flat):
         found.append("quantized or LoRA-enabled")
     if found:
@@ -375,10 +366,3 @@ def _copy_layer(old, new, chosen):
 
 def _relative(variable, layer):
     return variable.path.removeprefix(f"{layer.path}/")
-
-
-def _strategy(model):
-    # The smaller model lives where the original's variables do.
-    if tf.distribute.has_strategy():
-        return tf.distribute.get_strategy()
-    return model.distribute_strategy

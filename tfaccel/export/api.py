@@ -458,9 +458,10 @@ def check_qat_formats(formats, qat):
 
 
 def _is_qat(model):
-    from tfaccel.quantization import _state
+    from tfaccel.core import registry
 
-    return bool(_state.find_states(model))
+    qat = registry.get("quantization")  # None until tfaccel.quantization is imported
+    return qat is not None and bool(qat.find_states(model))
 
 
 def load(format, path, threads=None):

@@ -137,19 +137,20 @@ def convert_model(model, mode, representative=None):
 
 
 def _check_mode(model, mode):
-    from tfaccel.quantization import _state as qat_state
+    from tfaccel.core import registry
 
     if mode not in MODES:
         raise UserError(
             f"Unknown TFLite mode {mode!r}. Use one of: {', '.join(MODES)}."
         )
-    states = qat_state.find_states(model)
+    qat = registry.get("quantization")  # None until tfaccel.quantization is imported
+    states = qat.find_states(model) if qat is not None else []
     if mode == "qat" and not states:
         raise UserError(
             "TFLite mode 'qat' needs a model trained with tfaccel.quantize_aware "
             "and stripped; for a float model use 'int8' (post-training)."
         )
-    if states and not all(state.stripped for _, state in states):
+    if states and qat.is_training(model):
         raise UserError("Call tfaccel.strip(model) after QAT, before converting it.")
 
 

@@ -6,10 +6,17 @@ import zipfile
 
 import keras
 
+from tfaccel.core import registry
 from tfaccel.errors import UserError
 
+
+def archive_entry(name):
+    """Returns the `.keras` archive entry that keeps technique `name`'s spec."""
+    return f"tfaccel/{name}.json"
+
+
 # Archive entry with a QAT model's frozen int8 ranges (see `save_model`).
-QUANTIZATION_ENTRY = "tfaccel/quantization.json"
+QUANTIZATION_ENTRY = archive_entry("quantization")
 
 
 def load_model(path):
@@ -38,8 +45,11 @@ def load_model(path):
             f"Cannot load model: '{path}' is not a `.keras` archive. Save models "
             f"with `model.save('model.keras')`. Received: path={str(path)!r}"
         )
-    import tfaccel.compression  # noqa: F401  (factorized models, low-rank layers)
     import tfaccel.models  # noqa: F401  (registers tfaccel's serializable classes)
+    from tfaccel import techniques
+
+    # Factorized models and low-rank layers; each technique's `load_spec`.
+    techniques.load_techniques()
 
     try:
         model = keras.saving.load_model(path, safe_mode=True)
@@ -50,7 +60,7 @@ def load_model(path):
             f"by Keras 3 and that its custom layers are importable. "
             f"Received: path={str(path)!r}"
         ) from error
-    return _restore_quantization(model, path)
+    return _restore_specs(model, path)
 
 
 def save_model(model, path):
@@ -65,38 +75,39 @@ def save_model(model, path):
         model: a Keras model whose class supports `from_config`.
         path: the `.keras` file to write.
     """
-    from tfaccel.clustering import _state as cluster_state
-
-    if cluster_state.find_states(model):
-        raise UserError(
-            "The model is still clustered; call tfaccel.strip(model) before "
-            f"saving it. Received: model={model.name!r}"
-        )
+    for technique in registry.techniques():
+        if not technique.savable and technique.find_states(model):
+            raise UserError(
+                f"The model is still {technique.label}; call tfaccel.strip(model) "
+                f"before saving it. Received: model={model.name!r}"
+            )
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     copy.save(path)
-    spec = _quantization_spec(model)
-    if spec is not None:
-        # Keras reads only its own entries of the archive; this one carries
-        # the frozen int8 activation ranges for `load_model`.
+    specs = {
+        technique.name: technique.save_spec(model)
+        for technique in registry.techniques()
+        if technique.save_spec is not None
+    }
+    specs = {name: spec for name, spec in specs.items() if spec is not None}
+    if specs:
+        # Keras reads only its own entries of the archive; these carry what
+        # the weights cannot, such as QAT's frozen int8 activation ranges,
+        # for `load_model`.
         with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr(QUANTIZATION_ENTRY, json.dumps(spec, indent=1))
+            for name, spec in specs.items():
+                archive.writestr(archive_entry(name), json.dumps(spec, indent=1))
 
 
-def _quantization_spec(model):
-    from tfaccel.quantization import _state
-    from tfaccel.quantization.strip import export_spec
-
-    if not _state.find_states(model):
-        return None
-    return export_spec(model)
-
-
-def _restore_quantization(model, path):
+def _restore_specs(model, path):
     with zipfile.ZipFile(path) as archive:
-        if QUANTIZATION_ENTRY not in archive.namelist():
-            return model
-        spec = json.loads(archive.read(QUANTIZATION_ENTRY))
-    from tfaccel.quantization.strip import restore
-
-    return restore(model, spec)
+        names = set(archive.namelist())
+        specs = {
+            technique: json.loads(archive.read(archive_entry(technique.name)))
+            for technique in registry.techniques()
+            if technique.load_spec is not None
+            and archive_entry(technique.name) in names
+        }
+    for technique, spec in specs.items():
+        model = technique.load_spec(model, spec)
+    return model

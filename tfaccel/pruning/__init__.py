@@ -5,6 +5,8 @@
 `pruning_summary` measures them.
 """
 
+from tfaccel.core import registry
+from tfaccel.pruning import _state
 from tfaccel.pruning.constant_sparsity import ConstantSparsity
 from tfaccel.pruning.polynomial_decay import PolynomialDecay
 from tfaccel.pruning.prune import prune
@@ -24,3 +26,18 @@ __all__ = [
     "pruning_summary",
     "strip_pruning",
 ]
+
+# === Registration ===
+
+registry.register(
+    registry.Technique(
+        name="pruning",
+        label="pruned",
+        order=10,  # applied first: clustering and QAT keep its zeros
+        strip_order=30,  # stripped last: after QAT puts back its constraint
+        find_states=_state.find_states,
+        strip=strip_pruning,
+        callback=UpdatePruningStep,
+        marks=_state.marks,
+    )
+)

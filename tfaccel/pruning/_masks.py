@@ -5,9 +5,9 @@ same shape, 1 to keep and 0 to prune. Ties break by position (stable sorts),
 so every replica and every run computes the same mask.
 """
 
-import math
-
 import numpy as np
+
+from tfaccel.core.kernels import from_matrix, to_matrix
 
 
 def count_to_prune(sparsity, size):
@@ -83,26 +83,3 @@ def block_mask(weights, input_axes, block, sparsity):
     keep = unstructured_mask(scores, sparsity)  # (in/rows, out/cols)
     mask = np.repeat(np.repeat(keep, rows, axis=0), cols, axis=1)
     return from_matrix(mask.astype(weights.dtype), weights.shape, input_axes)
-
-
-def matrix_shape(shape, input_axes):
-    """Returns the `(in, out)` shape of the 2-D view of a kernel of `shape`."""
-    rows = math.prod(shape[axis] for axis in input_axes)
-    return rows, math.prod(shape) // max(rows, 1)
-
-
-def to_matrix(weights, input_axes):
-    """Returns the `(in, out)` view: input axes first, flattened, then the rest."""
-    order = (*input_axes, *_output_axes(weights.ndim, input_axes))
-    return np.transpose(weights, order).reshape(matrix_shape(weights.shape, input_axes))
-
-
-def from_matrix(matrix, shape, input_axes):
-    """Inverts `to_matrix` for a kernel of `shape`."""
-    order = (*input_axes, *_output_axes(len(shape), input_axes))
-    moved = matrix.reshape([shape[axis] for axis in order])
-    return np.transpose(moved, np.argsort(order))
-
-
-def _output_axes(ndim, input_axes):
-    return tuple(axis for axis in range(ndim) if axis not in input_axes)

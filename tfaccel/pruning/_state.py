@@ -125,3 +125,16 @@ def find_states(model):
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if getattr(layer, ATTRIBUTE, None) is not None
     ]
+
+
+def marks(model):
+    """Returns the ids of the pruned variables of `model`.
+
+    It reads each variable's constraint, so it also finds variables that an
+    enclosing model pruned.
+    """
+    return {
+        id(variable)
+        for variable in model.weights
+        if isinstance(variable.constraint, MaskConstraint)
+    }

@@ -1,11 +1,9 @@
-"""Pruning structures (unstructured, N:M, block) and the input axes of kernels."""
+"""Pruning structures: unstructured, N:M and block."""
 
 import re
 
-import keras
-
+from tfaccel.core.kernels import matrix_shape
 from tfaccel.errors import UserError
-from tfaccel.pruning import _masks
 
 _N_M = re.compile(r"(\d+):(\d+)")
 
@@ -63,42 +61,9 @@ def structure_label(n_m, block):
     return "unstructured"
 
 
-def owner_layers(model):
-    """Maps `id(variable)` to the innermost layer that created it."""
-    owners = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for variable in layer._trainable_variables + layer._non_trainable_variables:
-            owners[id(variable)] = layer
-    return owners
-
-
-def input_axes(variable, layer):
-    """Returns the contracted (input) axes of a kernel, as a tuple of ints.
-
-    `Dense` kernels `(in, out)` contract axis 0. `EinsumDense` kernels
-    contract the kernel letters that are missing from the output: axis 0 of a
-    query kernel `(hidden, heads, head_dim)` in `"abc,cde->abde"`, axes
-    `(0, 1)` of an attention output kernel `(heads, head_dim, hidden)` in
-    `"abcd,cde->abe"`. Any other variable follows the Keras kernel layout
-    `(..., in, out)`: every axis but the last is an input axis.
-    """
-    if isinstance(layer, keras.layers.EinsumDense) and _is_kernel(variable, layer):
-        spec = layer.equation.split("->")
-        kernel = spec[0].split(",")[1]
-        if "." not in kernel and len(kernel) == len(variable.shape):
-            return tuple(i for i, c in enumerate(kernel) if c not in spec[1])
-    if isinstance(layer, keras.layers.Dense) and _is_kernel(variable, layer):
-        return (0,)
-    return tuple(range(len(variable.shape) - 1))
-
-
-def _is_kernel(variable, layer):
-    return getattr(layer, "_kernel", None) is variable
-
-
 def check_shape(path, shape, axes, n_m, block):
     """Raises `UserError` if N:M groups or blocks do not tile the kernel."""
-    rows, cols = _masks.matrix_shape(shape, axes)
+    rows, cols = matrix_shape(shape, axes)
     if n_m is not None and rows % n_m[1]:
         raise UserError(
             f"N:M sparsity {n_m[0]}:{n_m[1]} needs the input dimension ({rows}) "

@@ -1,16 +1,14 @@
 """`prune`: magnitude pruning of any Keras 3 model, in place."""
 
-import re
-
 import keras
 import numpy as np
-import tensorflow as tf
 
+from tfaccel.core.kernels import input_axes, owner_layers
+from tfaccel.core.strategy import model_strategy
+from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state, _structure
 from tfaccel.pruning.pruning_schedule import PruningSchedule
-
-_EXAMPLES = 5  # variable paths listed when a regex matches nothing
 
 
 def prune(model, targets, schedule, structure=None, block=None):
@@ -66,11 +64,11 @@ def prune(model, targets, schedule, structure=None, block=None):
     n_m, block = _structure.parse_structure(structure, block)
     variables = match_variables(model, targets)
     _check_variables(variables, n_m, block)
-    owners = _structure.owner_layers(model)
-    axes = [_structure.input_axes(v, owners.get(id(v))) for v in variables]
+    owners = owner_layers(model)
+    axes = [input_axes(v, owners.get(id(v))) for v in variables]
     for variable, variable_axes in zip(variables, axes, strict=True):
         _structure.check_shape(variable.path, variable.shape, variable_axes, n_m, block)
-    with _strategy(model).scope():
+    with model_strategy(model).scope():
         state = _build_state(variables, axes, schedule, n_m, block)
     for target in state.targets:
         target.variable.constraint = _state.MaskConstraint(
@@ -78,64 +76,6 @@ def prune(model, targets, schedule, structure=None, block=None):
         )
     object.__setattr__(model, _state.ATTRIBUTE, state)
     return model
-
-
-def match_variables(model, targets, extra=()):
-    """Returns the trainable variables whose paths fully match a target regex.
-
-    Args:
-        model: a built Keras model.
-        targets: list of regexes, each with an optional `re:` prefix.
-        extra: more candidate variables beyond the trainable ones (the
-            frozen kernels of clustered layers, which QAT still targets).
-
-    Returns:
-        A list of variables, in `model.trainable_weights` order, each once.
-
-    Raises:
-        UserError: a regex is invalid or matches no variable.
-
-    Example:
-
-    ```python
-    match_variables(model, ["re:.*feedforward.*kernel"])
-    ```
-    """
-    if isinstance(targets, str) or not targets:
-        raise UserError(
-            "`targets` must be a non-empty list of regexes over variable paths. "
-            f"Received: targets={targets!r}"
-        )
-    variables = _unique([*model.trainable_weights, *extra])
-    matched = set()
-    for target in targets:
-        pattern = _compile(target)
-        hits = [v for v in variables if pattern.fullmatch(v.path)]
-        if not hits:
-            raise UserError(_no_match_message(target, variables))
-        matched.update(id(v) for v in hits)
-    return [v for v in variables if id(v) in matched]
-
-
-def _compile(target):
-    if not isinstance(target, str):
-        raise UserError(f"A target must be a regex string. Received: {target=}")
-    text = target.removeprefix("re:")
-    try:
-        return re.compile(text)
-    except re.error as error:
-        raise UserError(
-            f"Invalid target regex '{text}': {error}. Received: target={target!r}"
-        ) from None
-
-
-def _no_match_message(target, variables):
-    examples = ", ".join(v.path for v in variables[:_EXAMPLES])
-    return (
-        f"The target regex '{target}' matches no trainable variable path "
-        f"(matched with re.fullmatch). Example paths: {examples}. "
-        f"Received: target={target!r}"
-    )
 
 
 def _check_arguments(model, schedule):
@@ -202,15 +142,3 @@ def _build_state(variables, axes, schedule, n_m, block):
         name="pruning_step",
     )
     return _state.PruningState(targets, schedule, n_m, block, step)
-
-
-def _strategy(model):
-    # State lives with the model's variables: under the strategy that built it.
-    if tf.distribute.has_strategy():
-        return tf.distribute.get_strategy()
-    return model.distribute_strategy
-
-
-def _unique(variables):
-    # A shared layer lists its variables once per use.
-    return list({id(v): v for v in variables}.values())

@@ -6,9 +6,9 @@ import rich.table
 from keras import ops
 
 from tfaccel._tables import print_table
+from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state, _structure
-from tfaccel.pruning.prune import match_variables
 
 
 def pruning_summary(model, targets=None, print_fn=None, structure=None, block=None):

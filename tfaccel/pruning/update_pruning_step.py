@@ -1,15 +1,15 @@
 """The callback that drives pruning during `model.fit`."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfaccel.core.callbacks import TechniqueCallback
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state
 
 
-class UpdatePruningStep(keras.callbacks.Callback):
+class UpdatePruningStep(TechniqueCallback):
     """Sets the pruning step and updates masks when the schedule says so.
 
     Before each training batch it sets the pruning step of every model that
@@ -33,12 +33,6 @@ class UpdatePruningStep(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir=None):
-        super().__init__()
-        self.log_dir = log_dir
-        self._states = []
-        self._writer = None
-
     def on_train_begin(self, logs=None):
         self._states = [state for _, state in _state.find_states(self.model)]
         if not self._states:
@@ -48,35 +42,26 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        step = self.optimizer_step()
         for state in self._states:
             state.advance(step)
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.log_dir is None:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        with self._writer.as_default():
-            zeros = total = 0
-            for state in self._states:
-                for target in state.targets:
-                    weights = ops.convert_to_numpy(target.variable)
-                    zeros += int(np.sum(weights == 0))
-                    total += weights.size
-                    sparsity = float(np.mean(weights == 0))
-                    tf.summary.scalar(f"pruning/{target.variable.path}", sparsity, step)
-            tf.summary.scalar("pruning/total", zeros / max(total, 1), step)
-        self._writer.flush()
+    def write_summaries(self, step):
+        zeros = total = 0
+        for state in self._states:
+            for target in state.targets:
+                weights = ops.convert_to_numpy(target.variable)
+                zeros += int(np.sum(weights == 0))
+                total += weights.size
+                sparsity = float(np.mean(weights == 0))
+                tf.summary.scalar(f"pruning/{target.variable.path}", sparsity, step)
+        tf.summary.scalar("pruning/total", zeros / max(total, 1), step)
 
     def on_train_end(self, logs=None):
         # A mask update due at the step after the last batch (a schedule
         # that ends with the last epoch) is made now, so that training ends
         # at the sparsity the schedule reaches there.
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        step = self.optimizer_step()
         for state in self._states:
             state.advance(step)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        super().on_train_end(logs)

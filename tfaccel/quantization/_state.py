@@ -50,3 +50,15 @@ def find_states(model):
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if getattr(layer, ATTRIBUTE, None) is not None
     ]
+
+
+def marks(model):
+    """Returns the ids of the quantization-aware layers of `model`."""
+    return {
+        id(record.layer) for _, state in find_states(model) for record in state.layers
+    }
+
+
+def training(model):
+    """Returns whether `model` has QAT that is not stripped yet."""
+    return any(not state.stripped for _, state in find_states(model))

@@ -1,14 +1,13 @@
 """The QAT callback: writes the tracked activation ranges to TensorBoard."""
 
-import keras
 import tensorflow as tf
-from keras import ops
 
+from tfaccel.core.callbacks import TechniqueCallback
 from tfaccel.errors import UserError
 from tfaccel.quantization import _state
 
 
-class QuantizationRanges(keras.callbacks.Callback):
+class QuantizationRanges(TechniqueCallback):
     """Reports the activation ranges that QAT tracks during `model.fit`.
 
     The ranges themselves are updated in the training graph (a moving
@@ -28,12 +27,6 @@ class QuantizationRanges(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir=None):
-        super().__init__()
-        self.log_dir = log_dir
-        self._states = []
-        self._writer = None
-
     def on_train_begin(self, logs=None):
         self._states = [s for _, s in _state.find_states(self.model) if not s.stripped]
         if not self._states:
@@ -43,21 +36,9 @@ class QuantizationRanges(keras.callbacks.Callback):
                 f"Received: model={self.model.name!r}"
             )
 
-    def on_epoch_end(self, epoch, logs=None):
-        if self.log_dir is None:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        with self._writer.as_default():
-            for state in self._states:
-                for name, quantizer in state.ranges():
-                    low, high = quantizer.values()
-                    tf.summary.scalar(f"quantization/{name}/min", low, step)
-                    tf.summary.scalar(f"quantization/{name}/max", high, step)
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def write_summaries(self, step):
+        for state in self._states:
+            for name, quantizer in state.ranges():
+                low, high = quantizer.values()
+                tf.summary.scalar(f"quantization/{name}/min", low, step)
+                tf.summary.scalar(f"quantization/{name}/max", high, step)

@@ -4,9 +4,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfaccel.core import registry
+from tfaccel.core.compiled import forget_compiled
+from tfaccel.core.kernels import input_axes, owner_layers
+from tfaccel.core.strategy import model_strategy
+from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
-from tfaccel.pruning import _structure
-from tfaccel.pruning.prune import match_variables
 from tfaccel.quantization import _state
 from tfaccel.quantization._fake_quant import (
     ActivationRange,
@@ -78,17 +81,11 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
         )
     # A clustered layer's kernel is frozen (its centroids train), yet QAT
     # targets it: cluster-preserving QAT.
-    from tfaccel.clustering import _state as cluster_state
-
-    clustered = [
-        weight.variable
-        for _, state in cluster_state.find_states(model)
-        for weight in state.weights
-    ]
-    variables = match_variables(model, list(targets), extra=clustered)
-    owners = _structure.owner_layers(model)
+    frozen = registry.frozen_variables(model)
+    variables = match_variables(model, list(targets), extra=frozen)
+    owners = owner_layers(model)
     layers = _target_layers(variables, owners)
-    with _strategy(model).scope():
+    with model_strategy(model).scope():
         records = [_quantize_layer(layer, path, config) for path, layer in layers]
         if config.quantize_attention:
             quantized = {id(r.layer): r for r in records}
@@ -96,23 +93,6 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
     object.__setattr__(model, _state.ATTRIBUTE, _state.QATState(config, records))
     forget_compiled(model)
     return model
-
-
-def forget_compiled(model):
-    """Drops compiled functions traced before the forward pass changed.
-
-    `model.generate` and Keras's train/predict functions are traced once;
-    after QAT changes layer calls (or strip changes them again) they would
-    still run the old graph.
-    """
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        cache = getattr(layer, "_generate_functions", None)
-        if cache is not None:
-            cache.clear()
-        if isinstance(layer, keras.Model):
-            layer.train_function = None
-            layer.predict_function = None
-            layer.test_function = None
 
 
 def _target_layers(variables, owners):
@@ -163,7 +143,7 @@ def _quantize_layer(layer, path, config):
         kind=kind,
         layer=layer,
         weight=weight,
-        input_axes=_structure.input_axes(weight, layer),
+        input_axes=input_axes(weight, layer),
         ranges={
             "input": ActivationRange(
                 f"{layer.name}_input", config.activation_bits, config.range_decay
@@ -307,12 +287,12 @@ def _weight(record, config):
     kernels are baked without one (see `tfaccel.export.tflite`), and the
     converter derives the same per-channel scales from the values.
     """
-    clustered = getattr(record.layer, "_tfaccel_clustered", None)
-    if clustered is not None and not record.baked:
-        # Cluster-preserving QAT: quantize the shared-value kernel, so the
-        # centroids train through the fake quantization and the kernel
-        # keeps at most `num_clusters` values (tfaccel.cluster).
-        weight = clustered.weight()
+    # Cluster-preserving QAT: quantize the shared-value kernel, so the
+    # centroids train through the fake quantization and the kernel keeps at
+    # most `num_clusters` values (tfaccel.cluster).
+    shared = None if record.baked else registry.layer_weight(record.layer)
+    if shared is not None:
+        weight = shared
     else:
         weight = ops.convert_to_tensor(record.weight)
     if record.mask is not None:
@@ -326,6 +306,16 @@ def _weight(record, config):
     return quantize_weight(
         weight, record.input_axes, config.weight_bits, config.per_channel
     )
+
+
+def effective_weights(model):
+    """Returns `{id(weight): its fake-quantized value}` for every quantized weight."""
+    return {
+        id(record.weight): _weight(record, state.config)
+        for _, state in _state.find_states(model)
+        for record in state.layers
+        if record.weight is not None  # attention matmuls have none
+    }
 
 
 def _preserve_zeros(record, config):
@@ -456,11 +446,3 @@ def unpatch(record):
     for name in record.patched:
         object.__delattr__(record.layer, name)
     record.patched = ()
-
-
-def _strategy(model):
-    import tensorflow as tf
-
-    if tf.distribute.has_strategy():
-        return tf.distribute.get_strategy()
-    return model.distribute_strategy

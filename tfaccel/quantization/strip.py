@@ -18,15 +18,11 @@ import re
 import keras
 from keras import ops
 
+from tfaccel.core.compiled import forget_compiled
 from tfaccel.errors import UserError
 from tfaccel.quantization import _state
 from tfaccel.quantization.config import QATConfig
-from tfaccel.quantization.quantize_aware import (
-    _weight,
-    forget_compiled,
-    quantize_aware,
-    unpatch,
-)
+from tfaccel.quantization.quantize_aware import _weight, quantize_aware, unpatch
 
 SPEC_VERSION = 1
 
@@ -135,6 +131,13 @@ def restore(model, spec):
     state.stripped = True
     forget_compiled(model)
     return model
+
+
+def save_spec(model):
+    """Returns `export_spec(model)`, or None for a model without QAT."""
+    if not _state.find_states(model):
+        return None
+    return export_spec(model)
 
 
 def forget(model):
