@@ -62,3 +62,18 @@ def marks(model):
 def training(model):
     """Returns whether `model` has QAT that is not stripped yet."""
     return any(not state.stripped for _, state in find_states(model))
+
+
+def patch(record, name, function):
+    """Sets `function` as the instance method `name` of the record's layer."""
+    # An instance attribute shadows the class method; Keras's __setattr__
+    # would try to track it, so go around it.
+    object.__setattr__(record.layer, name, function)
+    record.patched = (*record.patched, name)
+
+
+def unpatch(record):
+    """Removes the instance methods set by `quantize_aware`."""
+    for name in record.patched:
+        object.__delattr__(record.layer, name)
+    record.patched = ()

@@ -11,6 +11,7 @@ from tfaccel.core.strategy import model_strategy
 from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
 from tfaccel.quantization import _state
+from tfaccel.quantization._attention import quantize_attention
 from tfaccel.quantization._fake_quant import (
     ActivationRange,
     quantize_weight,
@@ -89,7 +90,7 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
         records = [_quantize_layer(layer, path, config) for path, layer in layers]
         if config.quantize_attention:
             quantized = {id(r.layer): r for r in records}
-            records += _quantize_attention(model, quantized, config)
+            records += quantize_attention(model, quantized, config)
     object.__setattr__(model, _state.ATTRIBUTE, _state.QATState(config, records))
     forget_compiled(model)
     return model
@@ -196,7 +197,7 @@ def _quantize_layer(layer, path, config):
         y = record.ranges["output"](y, training)
         return stamp(ops.reshape(y, (*lead, *plan.out_shape)), record.ranges["output"])
 
-    _patch(record, "call", call)
+    _state.patch(record, "call", call)
     return record
 
 
@@ -274,7 +275,7 @@ def _quantize_embedding(layer, path, config):
         ids = ops.cast(inputs, "int32")
         return ops.take(_weight(record, config), ids, axis=0)
 
-    _patch(record, "call", call)
+    _state.patch(record, "call", call)
     return record
 
 
@@ -343,106 +344,3 @@ class _FixedMask(keras.constraints.Constraint):
         if self.original is not None:
             weight = self.original(weight)
         return ops.multiply(weight, ops.cast(self.mask, weight.dtype))
-
-
-def _quantize_attention(model, quantized, config):
-    records = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if not isinstance(layer, keras.layers.MultiHeadAttention):
-            continue
-        projections = (layer._query_dense, layer._key_dense, layer._value_dense)
-        if not all(id(p) in quantized for p in projections):
-            continue
-        records.append(_quantize_matmuls(layer, config, quantized))
-    return records
-
-
-def _quantize_matmuls(layer, config, quantized):
-    # One range per tensor (see `stamp`): the keys and values use the output
-    # ranges of the key and value projections, also when they are read back
-    # from a cache, and the context (probabilities @ value) is quantized by
-    # the output projection's input range.
-    names = ("query", "scores", "probabilities")
-    record = _state.QuantizedLayer(
-        path=layer.path or layer.name,
-        kind="attention",
-        layer=layer,
-        ranges={
-            name: ActivationRange(
-                f"{layer.name}_{name}", config.activation_bits, config.range_decay
-            )
-            for name in names
-        },
-    )
-    # TFLite's int8 softmax output has the fixed scale 1/256 and zero point
-    # -128; giving the probabilities exactly that range avoids a second
-    # rounding (a requantize op) after the softmax in the exported model.
-    record.ranges["probabilities"].set_values(0.0, 255.0 / 256.0)
-    q = record.ranges
-    key_range = quantized[id(layer._key_dense)].ranges["output"]
-    value_range = quantized[id(layer._value_dense)].ranges["output"]
-    axes = layer._softmax.axis
-    softmax_axis = (
-        axes[0] if isinstance(axes, tuple | list) and len(axes) == 1 else axes
-    )
-
-    def compute_attention(
-        query,
-        key,
-        value,
-        attention_mask=None,
-        training=None,
-        return_attention_scores=False,
-        use_causal_mask=False,
-    ):
-        # The explicit path of keras.layers.MultiHeadAttention, with each
-        # matmul operand quantized; softmax and the mask stay float.
-        if use_causal_mask:
-            causal = layer._compute_causal_mask(query, value)
-            attention_mask = (
-                causal
-                if attention_mask is None
-                else ops.logical_and(ops.cast(attention_mask, "bool"), causal)
-            )
-        query = ops.multiply(query, ops.cast(layer._inverse_sqrt_key_dim, query.dtype))
-        key = key if quantized_by(key) else key_range(key, training, update=False)
-        value = (
-            value if quantized_by(value) else value_range(value, training, update=False)
-        )
-        scores = ops.einsum(
-            layer._dot_product_equation, key, q["query"](query, training)
-        )
-        scores = q["scores"](scores, training)
-        if attention_mask is not None:
-            # An additive float mask rather than Keras's `where`: TFLite
-            # would run a `where` in int8 and clip the -1e9 to the range of
-            # the scores, leaking attention onto padding. The add has no
-            # range after it, so it and the softmax stay float.
-            mask = ops.cast(attention_mask, scores.dtype)
-            for _ in range(len(scores.shape) - len(mask.shape)):
-                mask = ops.expand_dims(mask, axis=-len(layer._attention_axes) * 2 - 1)
-            scores = ops.add(scores, ops.multiply(ops.subtract(1.0, mask), -1e9))
-        probabilities = ops.softmax(scores, axis=softmax_axis)
-        if layer._dropout > 0.0:
-            probabilities = layer._dropout_layer(probabilities, training=training)
-        context = ops.einsum(
-            layer._combine_equation, q["probabilities"](probabilities, training), value
-        )
-        return context, probabilities
-
-    _patch(record, "_compute_attention", compute_attention)
-    return record
-
-
-def _patch(record, name, function):
-    # An instance attribute shadows the class method; Keras's __setattr__
-    # would try to track it, so go around it.
-    object.__setattr__(record.layer, name, function)
-    record.patched = (*record.patched, name)
-
-
-def unpatch(record):
-    """Removes the instance methods set by `quantize_aware`."""
-    for name in record.patched:
-        object.__delattr__(record.layer, name)
-    record.patched = ()

@@ -22,7 +22,7 @@ from tfaccel.core.compiled import forget_compiled
 from tfaccel.errors import UserError
 from tfaccel.quantization import _state
 from tfaccel.quantization.config import QATConfig
-from tfaccel.quantization.quantize_aware import _weight, quantize_aware, unpatch
+from tfaccel.quantization.quantize_aware import _weight, quantize_aware
 
 SPEC_VERSION = 1
 
@@ -144,7 +144,7 @@ def forget(model):
     """Removes QAT entirely: original layer methods, no ranges (weights stay)."""
     for layer, state in _state.find_states(model):
         for record in state.layers:
-            unpatch(record)
+            _state.unpatch(record)
             if record.mask is not None:
                 record.weight.constraint = record.original_constraint
         object.__delattr__(layer, _state.ATTRIBUTE)
