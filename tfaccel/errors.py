@@ -9,6 +9,19 @@ class UserError(ValueError):
     """A mistake in the user's input: names the problem and how to fix it."""
 
 
+class TracedUserError(UserError):
+    """A `UserError` raised while TensorFlow traces a function (in `fit`).
+
+    AutoGraph rewrites an error raised inside a traced function so that its
+    message starts with "in user code:" and a stack, unless the error's
+    class has its own `__init__`: this one does, so the message stays the
+    first line.
+    """
+
+    def __init__(self, message):
+        super().__init__(message)
+
+
 class WorkerLostError(RuntimeError):
     """Another worker of a multi-worker job stopped or became unreachable.
 

@@ -66,12 +66,29 @@ def test_steps_per_execution_still_reaches_final_sparsity():
     assert_exact_sparsity(matching(model, [".*kernel"]), 0.5)
 
 
-def test_training_without_the_callback_names_it():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_training_without_the_callback_names_it_on_the_first_line(jit_compile):
+    # Raised while fit traces the train step, not as a graph error; under
+    # XLA too, which drops the in-graph Assert.
     model = small_mlp()
     tfaccel.prune(model, [".*kernel"], tfaccel.ConstantSparsity(0.5))
-    with pytest.raises(Exception, match="UpdatePruningStep") as info:
-        fit_mlp(model, callbacks=[], steps=1)
-    assert "tfaccel.callbacks(model)" in str(info.value)
+    model.compile("adam", "mse", jit_compile=jit_compile)
+    x = np.ones((8, 16), "float32")
+    with pytest.raises(UserError) as info:
+        model.fit(x, np.ones((8, 8), "float32"), batch_size=4, verbose=0)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("Pruning requires the tfaccel.pruning.UpdatePruningStep")
+    assert "tfaccel.callbacks(model)" in first
+
+
+def test_a_schedule_that_never_reaches_its_end_warns_when_applied():
+    # frequency=100 and end_step=50: the only update is step 0, at 0%.
+    schedule = tfaccel.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=50)
+    with pytest.warns(UserWarning, match="never reaches its final sparsity 50.0%"):
+        tfaccel.prune(small_mlp(), [".*kernel"], schedule)
+    on_grid = tfaccel.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=50, frequency=10)
+    assert on_grid.shortfall() is None
+    assert tfaccel.ConstantSparsity(0.5, end_step=50).shortfall() is None
 
 
 def test_regex_matching_nothing_names_it_and_lists_paths():

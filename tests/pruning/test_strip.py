@@ -1,6 +1,7 @@
 """Tests for tfaccel.strip: plain model, real zeros, .keras round trip."""
 
 import json
+import warnings
 import zipfile
 
 import keras
@@ -83,12 +84,29 @@ def test_strip_leaves_an_unpruned_model_alone():
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), old)
 
 
-def test_strip_refuses_a_model_trained_without_the_callback_under_xla():
-    # XLA drops the in-graph check, so strip is the one that notices.
+def test_strip_refuses_a_model_trained_with_a_train_step_traced_before_pruning():
+    # fit reuses the train function it traced before `prune` (no compile in
+    # between), so neither check in the traced step runs: strip notices.
     model = small_mlp()
+    x, y = np.ones((8, 16), "float32"), np.ones((8, 8), "float32")
+    model.compile("adam", "mse")
+    model.fit(x, y, batch_size=4, verbose=0)
     tfaccel.prune(model, [".*kernel"], tfaccel.ConstantSparsity(0.5, frequency=1))
-    x = np.ones((8, 16), "float32")
-    model.compile("adam", "mse", jit_compile=True)
-    model.fit(x, np.ones((8, 8), "float32"), batch_size=4, verbose=0)
-    with pytest.raises(UserError, match="trained for 2 steps but never pruned"):
+    model.fit(x, y, batch_size=4, verbose=0)
+    with pytest.raises(UserError, match="trained for 4 steps but never pruned"):
         tfaccel.strip(model)
+
+
+def test_strip_warns_when_training_stopped_short_of_the_final_sparsity():
+    model = small_mlp()
+    schedule = tfaccel.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=40, frequency=2)
+    tfaccel.prune(model, [".*kernel"], schedule)
+    fit_mlp(model, tfaccel.callbacks(model), steps=8)
+    with pytest.warns(UserWarning, match="short of its pruning schedule's final 50.0%"):
+        tfaccel.strip(model)
+    full = small_mlp()
+    tfaccel.prune(full, [".*kernel"], tfaccel.ConstantSparsity(0.5, frequency=1))
+    fit_mlp(full, tfaccel.callbacks(full), steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        tfaccel.strip(full)

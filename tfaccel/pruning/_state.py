@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfaccel.errors import TracedUserError
 from tfaccel.pruning import _masks
 
 ATTRIBUTE = "_tfaccel_pruning"
@@ -26,18 +27,26 @@ MISSING_CALLBACK = (
 class MaskConstraint(keras.constraints.Constraint):
     """Multiplies a weight by its mask after the original constraint, if any.
 
-    It asserts in the graph that `UpdatePruningStep` has set the step, so
-    training without the callback fails loudly. XLA drops `Assert` ops, so
-    under `jit_compile=True` this check does not fire; `strip` then refuses a
-    model that was trained without the callback.
+    Training without `UpdatePruningStep` fails loudly, with an error whose
+    first line names the callback: when `fit` traces its train step (after
+    the callbacks' first `on_train_batch_begin`), a state whose step was
+    never set raises `TracedUserError`. The step is also asserted in the
+    graph, for a train function traced before the state lost its step (XLA
+    drops that `Assert`; `strip` then refuses such a model).
     """
 
-    def __init__(self, mask, step, original=None):
+    def __init__(self, mask, step, original=None, state=None):
         self.mask = mask
         self.step = step
         self.original = original
+        self.state = state
 
     def __call__(self, weight):
+        if self.state is not None and self.state.last_step < 0:
+            raise TracedUserError(
+                f"{MISSING_CALLBACK}: the pruning step was never set, so no mask "
+                f"applies. Received: callbacks without UpdatePruningStep"
+            )
         tf.debugging.assert_greater_equal(
             ops.convert_to_tensor(self.step), np.int64(0), message=MISSING_CALLBACK
         )

@@ -1,5 +1,7 @@
 """`prune`: magnitude pruning of any Keras 3 model, in place."""
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -68,11 +70,14 @@ def prune(model, targets, schedule, structure=None, block=None):
     axes = [input_axes(v, owners.get(id(v))) for v in variables]
     for variable, variable_axes in zip(variables, axes, strict=True):
         _structure.check_shape(variable.path, variable.shape, variable_axes, n_m, block)
+    if n_m is None and schedule.shortfall():
+        # N:M sets its fixed pattern at the first update, whatever its step.
+        warnings.warn(schedule.shortfall(), UserWarning, stacklevel=2)
     with model_strategy(model).scope():
         state = _build_state(variables, axes, schedule, n_m, block)
     for target in state.targets:
         target.variable.constraint = _state.MaskConstraint(
-            target.mask, state.step, target.original_constraint
+            target.mask, state.step, target.original_constraint, state
         )
     object.__setattr__(model, _state.ATTRIBUTE, state)
     return model

@@ -68,6 +68,43 @@ class PruningSchedule:
         step = last - (last - self.begin_step) % self.frequency
         return step if step >= first else None
 
+    def final_sparsity_at(self):
+        """Returns the sparsity the schedule ends at: `sparsity(end_step)`.
+
+        None for a schedule with no end (`end_step=-1`).
+        """
+        return None if self.end_step < 0 else self.sparsity(self.end_step)
+
+    def shortfall(self):
+        """Says when the schedule's updates never reach its final sparsity.
+
+        Masks change only at update steps (every `frequency` steps from
+        `begin_step`). When `end_step` is not one of them, the last update
+        comes earlier and at a lower sparsity; with the default
+        `frequency=100` and a short run, that can be step 0 at sparsity 0.
+
+        Returns:
+            None when the last update reaches the final sparsity, else a
+            one-line message naming the last update step, its sparsity and
+            how to fix the schedule.
+        """
+        final = self.final_sparsity_at()
+        if final is None:
+            return None
+        last = self.last_update_step(self.begin_step, self.end_step)
+        reached = self.sparsity(last)
+        if reached >= final - 1e-6:
+            return None
+        return (
+            f"This pruning schedule never reaches its final sparsity {final:.1%}: "
+            f"masks change every {self.frequency} steps from step "
+            f"{self.begin_step}, so the last update is at step {last} (sparsity "
+            f"{reached:.1%}), before end_step {self.end_step}. Make end_step - "
+            "begin_step a multiple of frequency, or lower frequency. Received: "
+            f"begin_step={self.begin_step}, end_step={self.end_step}, "
+            f"frequency={self.frequency}"
+        )
+
     def get_config(self):
         return {
             "begin_step": self.begin_step,

@@ -1,5 +1,7 @@
 """`strip_pruning`: removes pruning state, keeping the zeros in the weights."""
 
+import warnings
+
 from keras import ops
 
 from tfaccel.errors import UserError
@@ -36,11 +38,49 @@ def strip_pruning(model):
     """
     for layer, state in _state.find_states(model):
         _check_trained_with_callback(layer, state)
+        short = _shortfall(layer, state)
+        if short:
+            warnings.warn(short, UserWarning, stacklevel=2)
         state.apply_masks()
         for target in state.targets:
             target.variable.constraint = target.original_constraint
         object.__delattr__(layer, _state.ATTRIBUTE)
     return model
+
+
+def _shortfall(layer, state):
+    """Says when the masks are less sparse than the schedule's end, or None."""
+    schedule = state.schedule
+    if state.n_m is not None:
+        wanted = 1.0 - state.n_m[0] / state.n_m[1]
+    elif schedule.final_sparsity_at() is not None:
+        wanted = schedule.final_sparsity_at()
+    else:
+        wanted = schedule.sparsity(max(state.last_step, schedule.begin_step))
+    reached = min(
+        (target.sparsity if target.updates else 0.0 for target in state.targets),
+        default=0.0,
+    )
+    if reached >= wanted - 1e-6:
+        return None
+    why = schedule.shortfall() if state.n_m is None else None
+    if why is None:
+        why = (
+            f"training stopped at step {state.last_step}, before the schedule's "
+            f"end_step {schedule.end_step}; train for more steps, or end the "
+            "schedule within the run"
+        )
+        if state.last_step < 0:
+            why = "it was not trained with UpdatePruningStep since it was pruned"
+        elif state.last_step < schedule.begin_step:
+            why = (
+                f"training stopped at step {state.last_step}, before the "
+                f"schedule's begin_step {schedule.begin_step}"
+            )
+    return (
+        f"Model '{layer.name}' is stripped at {reached:.1%} sparsity, short of "
+        f"its pruning schedule's final {wanted:.1%}: {why}"
+    )
 
 
 def _check_trained_with_callback(layer, state):
