@@ -99,7 +99,8 @@ def _quantize_matmuls(layer, config, quantized):
             mask = ops.cast(attention_mask, scores.dtype)
             for _ in range(len(scores.shape) - len(mask.shape)):
                 mask = ops.expand_dims(mask, axis=-len(layer._attention_axes) * 2 - 1)
-            scores = ops.add(scores, ops.multiply(ops.subtract(1.0, mask), -1e9))
+            penalty = masked_penalty(scores.dtype)
+            scores = ops.add(scores, ops.multiply(ops.subtract(1.0, mask), penalty))
         probabilities = ops.softmax(scores, axis=softmax_axis)
         if layer._dropout > 0.0:
             probabilities = layer._dropout_layer(probabilities, training=training)
@@ -110,3 +111,15 @@ def _quantize_matmuls(layer, config, quantized):
 
     _state.patch(record, "_compute_attention", compute_attention)
     return record
+
+
+def masked_penalty(dtype):
+    """The score added where attention is masked: -1e9, or -3e4 in float16.
+
+    -1e9 overflows float16 (largest finite 65504) to -inf, and the mask's
+    `0 * -inf` is NaN: QAT under `mixed_float16` had a NaN loss from the
+    first step. -3e4 still sends the masked probabilities to exactly 0
+    (exp(-3e4) underflows) and leaves room for the scores beside it. Other
+    dtypes keep -1e9, so float32 graphs and their exports are unchanged.
+    """
+    return -3e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
