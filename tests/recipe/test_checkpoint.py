@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tfaccel
+from tfaccel.core import registry
 from tfaccel.recipe import checkpoint
 
 
@@ -54,7 +55,7 @@ def _state_arrays(model):
         keras.ops.convert_to_numpy(v)
         for v in [
             *model.variables,
-            *checkpoint.untracked_variables(model),
+            *registry.untracked_variables(model),
             *model.optimizer.variables,
         ]
     ]
@@ -62,7 +63,7 @@ def _state_arrays(model):
 
 def test_untracked_variables_are_the_pruning_and_qat_state():
     model = _pruned_qat_model()
-    found = checkpoint.untracked_variables(model)
+    found = registry.untracked_variables(model)
     tracked = {id(v) for v in model.variables}
     assert found and not any(id(v) in tracked for v in found)
     names = {v.name for v in found}

@@ -222,3 +222,18 @@ def _gather(centroids, indices):
         return total, None
 
     return ops.take(centroids, indices, axis=0), grad
+
+
+def counters(model):
+    """Returns the callback's Python-side step and refresh count per state."""
+    return [
+        {"last_step": state.last_step, "refreshes": state.refreshes}
+        for _, state in find_states(model)
+    ]
+
+
+def set_counters(model, saved):
+    """Sets what `counters` returned, so assignments refresh when they would."""
+    for (_, state), counts in zip(find_states(model), saved, strict=True):
+        state.last_step = counts["last_step"]
+        state.refreshes = counts["refreshes"]

@@ -54,6 +54,14 @@ class Technique:
     effective_weights: typing.Callable | None = None
     # model -> [variable]: variables the technique added to layers
     own_variables: typing.Callable | None = None
+    # model -> [variable]: state kept beside the model, which neither
+    # `model.variables` nor Keras's own checkpoints hold (a recipe stage
+    # checkpoint saves them)
+    untracked_variables: typing.Callable | None = None
+    # model -> JSON-able: the Python-side counters of its callback, and
+    # (model, saved) -> None to set them again when a stage resumes
+    counters: typing.Callable | None = None
+    set_counters: typing.Callable | None = None
     savable: bool = True  # False: strip before `tfaccel.models.save_model`
     # model -> JSON-able or None: what `save_model` keeps beside the weights
     save_spec: typing.Callable | None = None
@@ -163,6 +171,38 @@ def own_variables(model):
         if t.own_variables is not None
         for variable in t.own_variables(model)
     ]
+
+
+def untracked_variables(model):
+    """Returns the state variables of `model` that Keras does not track.
+
+    In the techniques' order, then each technique's own: a stage checkpoint
+    matches them by position.
+    """
+    return [
+        variable
+        for t in techniques()
+        if t.untracked_variables is not None
+        for variable in t.untracked_variables(model)
+    ]
+
+
+def counters(model):
+    """Returns `{name: counters}` of the techniques that keep Python counters."""
+    return {t.name: t.counters(model) for t in techniques() if t.counters is not None}
+
+
+def set_counters(model, saved):
+    """Sets the counters `counters` returned, e.g. from a stage checkpoint.
+
+    Args:
+        model: the model, rebuilt with the same techniques.
+        saved: `{name: counters}`; a technique missing from it has none.
+            Counters that do not fit the model's states raise ValueError.
+    """
+    for t in techniques():
+        if t.set_counters is not None:
+            t.set_counters(model, saved.get(t.name, []))
 
 
 def _strip_order(technique):

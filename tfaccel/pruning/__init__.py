@@ -39,5 +39,8 @@ registry.register(
         strip=strip_pruning,
         callback=UpdatePruningStep,
         marks=_state.marks,
+        untracked_variables=_state.untracked_variables,
+        counters=_state.counters,
+        set_counters=_state.set_counters,
     )
 )

@@ -147,3 +147,33 @@ def marks(model):
         for variable in model.weights
         if isinstance(variable.constraint, MaskConstraint)
     }
+
+
+def untracked_variables(model):
+    """Returns each state's step and masks: Keras does not track them."""
+    found = []
+    for _, state in find_states(model):
+        found.append(state.step)
+        found.extend(target.mask for target in state.targets)
+    return found
+
+
+def counters(model):
+    """Returns the callback's Python-side step and each target's progress."""
+    return [
+        {
+            "last_step": state.last_step,
+            "targets": [[t.sparsity, t.updates] for t in state.targets],
+        }
+        for _, state in find_states(model)
+    ]
+
+
+def set_counters(model, saved):
+    """Sets what `counters` returned, so masks update when they would have."""
+    for (_, state), counts in zip(find_states(model), saved, strict=True):
+        state.last_step = counts["last_step"]
+        for target, (sparsity, updates) in zip(
+            state.targets, counts["targets"], strict=True
+        ):
+            target.sparsity, target.updates = sparsity, updates

@@ -47,6 +47,7 @@ registry.register(
         callback=QuantizationRanges,
         training=_state.training,
         marks=_state.marks,
+        untracked_variables=_state.untracked_variables,
         effective_weights=_effective_weights,
         save_spec=_save_spec,
         load_spec=restore,

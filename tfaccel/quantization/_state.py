@@ -77,3 +77,19 @@ def unpatch(record):
     for name in record.patched:
         object.__delattr__(record.layer, name)
     record.patched = ()
+
+
+def untracked_variables(model):
+    """Returns the fixed sparsity masks and activation ranges, per layer.
+
+    The ranges are sorted by name within a layer, so the order does not
+    depend on the order they were created in.
+    """
+    found = []
+    for _, state in find_states(model):
+        for record in state.layers:
+            if record.mask is not None:
+                found.append(record.mask)
+            for _, quantizer in sorted(record.ranges.items()):
+                found.extend([quantizer.low, quantizer.high, quantizer.count])
+    return found

@@ -11,6 +11,10 @@ checkpoint here holds all of it:
   tfaccel's untracked variables, keyed by kind and position;
 - `state.json`: the epochs done and the Python-side counters.
 
+Each technique tells the registry (`tfaccel.core.registry`) which of its
+variables are untracked and what its counters are; this module knows no
+technique.
+
 A checkpoint folder is written under a temporary name and renamed into
 place (`tfaccel._io.atomic_dir`), so a kill while saving leaves the previous
 checkpoint intact. Variables are matched by position: the runner rebuilds
@@ -24,68 +28,8 @@ import keras
 import numpy as np
 
 from tfaccel._io import atomic_dir
-from tfaccel.clustering import _state as cluster_state
+from tfaccel.core import registry
 from tfaccel.errors import UserError
-from tfaccel.pruning import _state as pruning_state
-from tfaccel.quantization import _state as qat_state
-
-
-def untracked_variables(model):
-    """Returns tfaccel's state variables that `model.variables` misses.
-
-    Pruning masks and steps and QAT activation ranges (and QAT's fixed
-    sparsity masks) live in plain Python objects beside the model, so
-    neither `model.variables` nor a `.weights.h5` file has them. Clustering
-    adds its centroids and indices with `add_weight`: those are tracked.
-
-    Returns:
-        A list of `keras.Variable`, in an order fixed by the model's layers.
-    """
-    found = []
-    for _, state in pruning_state.find_states(model):
-        found.append(state.step)
-        found.extend(target.mask for target in state.targets)
-    for _, state in qat_state.find_states(model):
-        for record in state.layers:
-            if record.mask is not None:
-                found.append(record.mask)
-            for _, quantizer in sorted(record.ranges.items()):
-                found.extend([quantizer.low, quantizer.high, quantizer.count])
-    return found
-
-
-def _counters(model):
-    # The callbacks' Python-side view of the step; restored with the weights
-    # so that a resumed epoch updates masks and centroids when an
-    # uninterrupted one would.
-    pruning = [
-        {
-            "last_step": state.last_step,
-            "targets": [[t.sparsity, t.updates] for t in state.targets],
-        }
-        for _, state in pruning_state.find_states(model)
-    ]
-    clustering = [
-        {"last_step": state.last_step, "refreshes": state.refreshes}
-        for _, state in cluster_state.find_states(model)
-    ]
-    return {"pruning": pruning, "clustering": clustering}
-
-
-def _set_counters(model, counters):
-    for (_, state), saved in zip(
-        pruning_state.find_states(model), counters["pruning"], strict=True
-    ):
-        state.last_step = saved["last_step"]
-        for target, (sparsity, updates) in zip(
-            state.targets, saved["targets"], strict=True
-        ):
-            target.sparsity, target.updates = sparsity, updates
-    for (_, state), saved in zip(
-        cluster_state.find_states(model), counters["clustering"], strict=True
-    ):
-        state.last_step = saved["last_step"]
-        state.refreshes = saved["refreshes"]
 
 
 def _groups(model, trained, with_optimizer):
@@ -93,7 +37,7 @@ def _groups(model, trained, with_optimizer):
     own = {id(v) for v in model.variables}
     groups = {
         "model": list(model.variables),
-        "tfaccel": untracked_variables(model),
+        "tfaccel": registry.untracked_variables(model),
     }
     if trained is not None and trained is not model:
         groups["trained"] = [v for v in trained.variables if id(v) not in own]
@@ -122,7 +66,7 @@ def save(folder, model, epoch, trained=None):
     state = {
         "epoch": int(epoch),
         "counts": {kind: len(variables) for kind, variables in groups.items()},
-        "counters": _counters(model),
+        "counters": registry.counters(model),
     }
     with atomic_dir(folder, replace=True) as tmp:
         np.savez(tmp / "arrays.npz", **arrays)
@@ -175,7 +119,7 @@ def restore(folder, model, trained=None, with_optimizer=True):
                         f"{tuple(variable.shape)}. Rerun with --restart."
                     )
                 variable.assign(value)
-    _set_counters(model, state["counters"])
+    registry.set_counters(model, state["counters"])
     return state["epoch"]
 
 

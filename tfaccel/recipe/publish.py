@@ -184,11 +184,12 @@ def export_artifacts(
     float model it is post-training quantization calibrated on training
     sources.
     """
+    from tfaccel.core import registry
     from tfaccel.data import encode_sources
     from tfaccel.export import api, verify
-    from tfaccel.quantization import _state as qat_state
 
-    qat = bool(qat_state.find_states(model))
+    qat = registry.get("quantization")  # None until tfaccel.quantization loads
+    qat = qat is not None and bool(qat.find_states(model))
     sources = task.sources("test")[:agreement_examples]
     reference = task.generate(model, sources)
     results = {}
