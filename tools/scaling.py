@@ -46,10 +46,10 @@ def _child(args):
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2
         )
     import keras
-    import numpy as np
 
     import tfaccel
     from tfaccel import distribute, tasks
+    from tfaccel.core import counts
     from tfaccel.recipe import baseline as baseline_lib
 
     name = {"single": "none", "mirrored": "mirrored", "workers": "multi_worker"}
@@ -75,10 +75,7 @@ def _child(args):
         shuffle=False,
         callbacks=[*tfaccel.callbacks(model), clock],
     )
-    gradient_bytes = sum(
-        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
-        for v in model.trainable_variables
-    )
+    gradient_bytes = counts.byte_count(model.trainable_variables)
     if distribute.is_chief(strategy):
         print(
             "RESULT "

@@ -113,8 +113,3 @@ def test_assign_per_channel_indexes_the_flattened_centroids():
     np.testing.assert_array_equal(
         _centroids.assign(view, centroids[1]), [[0, 0], [0, 1], [0, 0]]
     )
-
-
-def test_distinct_counts_ignore_zeros():
-    view = np.array([[0.0, 1.0], [2.0, 1.0], [2.0, 3.0], [0.5, 0.0]])
-    np.testing.assert_array_equal(_centroids.distinct_counts(view), [2, 2])

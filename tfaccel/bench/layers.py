@@ -1,11 +1,11 @@
 """Per-layer table of a model: parameters, zeros and distinct values."""
 
 import keras
-import numpy as np
 import rich.console
 import rich.table
 
 from tfaccel._tables import print_table
+from tfaccel.core import counts
 
 
 def layer_rows(model):
@@ -37,30 +37,31 @@ def layer_rows(model):
     """
     effective, hidden = _training_state(model)
     rows = []
+    zeros = 0
     seen = set(hidden)
     for variable in model.weights:
         if len(variable.shape) < 2 or id(variable) in seen:
             continue
         seen.add(id(variable))
         values = keras.ops.convert_to_numpy(effective.get(id(variable), variable))
+        zeros += counts.zeros(values)
         rows.append(
             {
                 "path": variable.path,
                 "shape": list(values.shape),
                 "parameters": int(values.size),
-                "sparsity": float(np.mean(values == 0)),
-                "distinct": int(np.unique(values).size),
+                "sparsity": counts.sparsity(values),
+                "distinct": counts.distinct(values),
                 "dtype": str(values.dtype),
             }
         )
     total = sum(row["parameters"] for row in rows)
-    zeros = sum(row["sparsity"] * row["parameters"] for row in rows)
     rows.append(
         {
             "path": "total",
             "shape": None,
             "parameters": total,
-            "sparsity": zeros / total if total else 0.0,
+            "sparsity": counts.ratio(zeros, total),
             "distinct": None,
             "dtype": None,
         }

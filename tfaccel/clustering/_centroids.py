@@ -135,12 +135,3 @@ def assign(view, centroids):
         indices[:, channel] = nearest(view[:, channel], centroids[channel])
         indices[:, channel] += channel * k
     return indices
-
-
-def distinct_counts(view):
-    """Returns the number of distinct non-zero values in each column of `view`."""
-    ordered = np.sort(view, axis=0)  # (in, out)
-    changes = np.concatenate(
-        [np.ones((1, view.shape[1]), bool), ordered[1:] != ordered[:-1]]
-    )
-    return np.sum(changes & (ordered != 0), axis=0)

@@ -22,7 +22,7 @@ from keras import ops
 
 from tfaccel._tracking import unlocked
 from tfaccel.clustering import _centroids, _state
-from tfaccel.core import registry
+from tfaccel.core import counts, registry
 from tfaccel.core.compiled import forget_compiled
 from tfaccel.core.kernels import from_matrix, input_axes, owner_layers, to_matrix
 from tfaccel.core.strategy import model_strategy
@@ -290,7 +290,7 @@ def _centroids_of(path, where, group, num_clusters, init, rng, nonzero=False):
     centroids = _centroids.initial_centroids(
         values, num_clusters, init, rng, sparse=nonzero
     )
-    distinct = np.unique(centroids.astype(group.dtype)).size
+    distinct = counts.distinct(centroids.astype(group.dtype))
     if distinct < num_clusters:
         raise UserError(
             f"'{path}'{where} gives only {distinct} distinct {init} centroids for "

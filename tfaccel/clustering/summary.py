@@ -1,12 +1,12 @@
 """`clustering_summary`: a per-weight table of shared values and sparsity."""
 
-import numpy as np
 import rich.console
 import rich.table
 from keras import ops
 
 from tfaccel._tables import print_table
-from tfaccel.clustering import _centroids, _state
+from tfaccel.clustering import _state
+from tfaccel.core import counts
 from tfaccel.core.kernels import input_axes, owner_layers, to_matrix
 from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
@@ -75,18 +75,18 @@ def _entries(model, targets):
 
 
 def _row(variable, values, axes, clusters, per_channel):
-    zeros = int(np.sum(values == 0))
-    per_column = _centroids.distinct_counts(to_matrix(values, axes))
+    zeros = counts.zeros(values)
+    per_column = counts.distinct_per_column(to_matrix(values, axes))
     return {
         "path": variable.path,
         "shape": tuple(values.shape),
         "size": int(values.size),
         "clusters": clusters,
         "per_channel": per_channel,
-        "distinct": int(np.unique(values[values != 0]).size),
+        "distinct": counts.distinct(values, nonzero=True),
         "distinct_per_channel": int(per_column.max(initial=0)),
         "zeros": zeros,
-        "sparsity": zeros / max(values.size, 1),
+        "sparsity": counts.ratio(zeros, values.size),
     }
 
 
@@ -102,7 +102,7 @@ def _total(rows):
         "distinct": None,
         "distinct_per_channel": None,
         "zeros": zeros,
-        "sparsity": zeros / max(size, 1),
+        "sparsity": counts.ratio(zeros, size),
     }
 
 

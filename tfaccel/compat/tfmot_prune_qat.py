@@ -29,6 +29,7 @@ import dataclasses
 import re
 
 from tfaccel.compat._deps import tf_keras, tfmot
+from tfaccel.core import counts
 
 # Layers whose kernels tfaccel's recipes prune (`.*(attention|feedforward).*`).
 DEFAULT_TARGETS = r".*(attention|feedforward).*"
@@ -369,8 +370,7 @@ def _sparsity(model, name):
     kernels = [
         w.numpy() for w in layer.weights if w.name.rsplit("/", 1)[-1] == "kernel:0"
     ]
-    zeros = sum(int((kernel == 0).sum()) for kernel in kernels)
-    return zeros / sum(kernel.size for kernel in kernels)
+    return counts.total_sparsity(kernels)
 
 
 def _find(model, name):

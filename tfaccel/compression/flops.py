@@ -10,13 +10,17 @@ included. Not counted: embedding lookups (and a tied output projection
 through an embedding table, as BART's), biases, layer norms, activations,
 and the attention score and value products, whose cost grows with the
 sequence length rather than with the weights.
-"""
 
-import math
+`parameter_count` is `tfaccel.core.counts.parameter_count`, kept here
+(and in `tfaccel.compression`) under its old name.
+"""
 
 import keras
 
 from tfaccel.compression.factorized_model import LOW_RANK_CLASSES
+from tfaccel.core.counts import parameter_count, size
+
+__all__ = ["kernel_macs", "parameter_count"]
 
 
 def kernel_macs(model):
@@ -40,27 +44,7 @@ def kernel_macs(model):
     total = 0
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, low_rank):
-            total += _size(layer.kernel_a) + _size(layer.kernel_b)
+            total += size(layer.kernel_a) + size(layer.kernel_b)
         elif isinstance(layer, keras.layers.Dense | keras.layers.EinsumDense):
-            total += _size(getattr(layer, "_kernel", None))
+            total += size(getattr(layer, "_kernel", None))
     return total
-
-
-def parameter_count(model):
-    """Returns the number of weights of `model`: every variable once.
-
-    Trainable and non-trainable variables count, as in `model.count_params()`,
-    so a factorized kernel counts as its two factors.
-
-    Args:
-        model: a built Keras model.
-
-    Returns:
-        An int.
-    """
-    unique = {id(v): v for v in model.weights}
-    return sum(_size(v) for v in unique.values())
-
-
-def _size(variable):
-    return 0 if variable is None else math.prod(variable.shape)

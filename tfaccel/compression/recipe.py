@@ -22,6 +22,7 @@ def apply_shrink(model, modifier, steps_per_epoch, task=None, log=print):
     """
     from tfaccel.compression.flops import kernel_macs
     from tfaccel.compression.shrink import shrink
+    from tfaccel.core.counts import parameter_count
 
     del steps_per_epoch
     layers = modifier.layers
@@ -39,8 +40,9 @@ def apply_shrink(model, modifier, steps_per_epoch, task=None, log=print):
         calibration=calibration,
     )
     before, after = kernel_macs(model), kernel_macs(shrunk)
+    old, new = parameter_count(model), parameter_count(shrunk)
     log(
-        f"Shrunk: {model.count_params():,} -> {shrunk.count_params():,} parameters, "
+        f"Shrunk: {old:,} -> {new:,} parameters, "
         f"{before:,} -> {after:,} matmul MACs per token ({after / before:.1%})"
     )
     return shrunk

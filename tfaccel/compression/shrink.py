@@ -15,6 +15,7 @@ from keras import ops
 
 from tfaccel.compression import _architectures, _importance
 from tfaccel.core import registry
+from tfaccel.core.counts import parameter_count
 from tfaccel.core.strategy import model_strategy
 from tfaccel.errors import UserError
 
@@ -132,7 +133,7 @@ def shrink_report(original, shrunk):
     """
     before, after = (_architectures.architecture(m) for m in (original, shrunk))
     sizes = {
-        "parameters": (original.count_params(), shrunk.count_params()),
+        "parameters": (parameter_count(original), parameter_count(shrunk)),
         "num_heads": (before.num_heads, after.num_heads),
         "intermediate_dim": (before.intermediate_dim, after.intermediate_dim),
     }

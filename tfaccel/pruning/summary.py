@@ -1,11 +1,11 @@
 """`pruning_summary` (`tfaccel.summary`): sparsity and distinct values per variable."""
 
-import numpy as np
 import rich.console
 import rich.table
 from keras import ops
 
 from tfaccel._tables import print_table
+from tfaccel.core import counts
 from tfaccel.core.targets import match_variables
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state, _structure
@@ -67,16 +67,16 @@ def _variables(model, targets, structure, block):
 
 def _row(variable, label):
     weights = ops.convert_to_numpy(variable)
-    zeros = int(np.sum(weights == 0))
+    zeros = counts.zeros(weights)
     return {
         "path": variable.path,
         "shape": tuple(weights.shape),
         "size": int(weights.size),
         "zeros": zeros,
-        "sparsity": zeros / max(weights.size, 1),
+        "sparsity": counts.ratio(zeros, weights.size),
         "structure": label,
         # Distinct values, zero included: a clustered kernel shows its k.
-        "distinct": int(np.unique(weights).size),
+        "distinct": counts.distinct(weights),
     }
 
 
@@ -88,7 +88,7 @@ def _total(rows):
         "shape": None,
         "size": size,
         "zeros": zeros,
-        "sparsity": zeros / max(size, 1),
+        "sparsity": counts.ratio(zeros, size),
         "structure": "",
         "distinct": None,
     }

@@ -1,9 +1,9 @@
 """The callback that drives pruning during `model.fit`."""
 
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from tfaccel.core import counts
 from tfaccel.core.callbacks import TechniqueCallback
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state
@@ -51,11 +51,11 @@ class UpdatePruningStep(TechniqueCallback):
         for state in self._states:
             for target in state.targets:
                 weights = ops.convert_to_numpy(target.variable)
-                zeros += int(np.sum(weights == 0))
+                zeros += counts.zeros(weights)
                 total += weights.size
-                sparsity = float(np.mean(weights == 0))
+                sparsity = counts.sparsity(weights)
                 tf.summary.scalar(f"pruning/{target.variable.path}", sparsity, step)
-        tf.summary.scalar("pruning/total", zeros / max(total, 1), step)
+        tf.summary.scalar("pruning/total", counts.ratio(zeros, total), step)
 
     def on_train_end(self, logs=None):
         # A mask update due at the step after the last batch (a schedule

@@ -2,11 +2,11 @@
 
 import io
 
-import numpy as np
 import rich.console
 import rich.table
 from keras import ops
 
+from tfaccel.core import counts
 from tfaccel.errors import UserError
 from tfaccel.quantization import _state
 
@@ -52,7 +52,7 @@ def _row(record, config):
         "per_channel": None
         if weights is None
         else (per_channel or record.kind == "embedding"),
-        "sparsity": None if weights is None else float(np.mean(weights == 0)),
+        "sparsity": None if weights is None else counts.sparsity(weights),
         "ranges": {name: q.values() for name, q in record.ranges.items()},
     }
 

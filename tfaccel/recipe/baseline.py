@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfaccel import tasks
 from tfaccel._io import atomic_dir
+from tfaccel.core.counts import parameter_count
 from tfaccel.errors import UserError
 from tfaccel.models import (
     Seq2SeqTransformer,
@@ -211,7 +212,7 @@ def _metrics(config, task, model, history, test, train_seconds):
         "config": dataclasses.asdict(config),
         "task": task.describe(),
         "model": model.get_config(),
-        "parameters": int(model.count_params()),
+        "parameters": parameter_count(model),
         "test": test,
         "learning_curve": curve,
         "train_seconds": train_seconds,

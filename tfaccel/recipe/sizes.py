@@ -1,12 +1,18 @@
 """What a run reports about a model's size: parameters, MACs, zeros."""
 
+from tfaccel.core import counts
+from tfaccel.core.targets import match_variables
+
 
 def model_size(model):
-    """Parameters and matmul MACs per token (`tfaccel.compression.flops`)."""
+    """Parameters (`tfaccel.core.counts`) and matmul MACs per token.
+
+    MACs come from `tfaccel.compression.flops.kernel_macs`.
+    """
     from tfaccel.compression import flops
 
     return {
-        "parameters": int(flops.parameter_count(model)),
+        "parameters": int(counts.parameter_count(model)),
         "kernel_macs_per_token": int(flops.kernel_macs(model)),
     }
 
@@ -16,8 +22,6 @@ def recipe_sparsity(model, recipe):
 
     Without a pruning modifier, over every kernel (`re:.*kernel`).
     """
-    from tfaccel.pruning.prune import match_variables
-
     targets = [
         target
         for stage in recipe.stages
@@ -25,9 +29,4 @@ def recipe_sparsity(model, recipe):
         if modifier.type == "magnitude_pruning"
         for target in modifier.targets
     ] or ["re:.*kernel"]
-    zeros = total = 0
-    for variable in match_variables(model, targets):
-        values = variable.numpy()
-        zeros += int((values == 0).sum())
-        total += values.size
-    return zeros / max(total, 1)
+    return counts.total_sparsity(match_variables(model, targets))
