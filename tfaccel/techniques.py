@@ -10,6 +10,7 @@ technique's strip order (clustering, QAT, pruning).
 import importlib
 
 from tfaccel.core import registry
+from tfaccel.core.optimizer import follow_variables
 
 # The technique packages; importing one registers it. A new technique adds
 # its package here and registers itself in its `__init__`.
@@ -83,4 +84,7 @@ def strip(model):
     load_techniques()
     for technique in registry.strip_sequence():
         model = technique.strip(model)
+    # A compiled model keeps training and saving with its optimizer: its
+    # slots must be those of the variables left.
+    follow_variables(model)
     return model

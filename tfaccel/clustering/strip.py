@@ -4,6 +4,7 @@ from keras import ops
 
 from tfaccel.clustering import _state
 from tfaccel.core.compiled import forget_compiled
+from tfaccel.core.optimizer import follow_variables
 
 
 def strip_clustering(model):
@@ -17,7 +18,8 @@ def strip_clustering(model):
     same plain Keras model object holding `num_clusters` distinct values
     per kernel (per output channel with `per_channel`), plus 0 where
     sparsity was preserved; it saves and loads with `keras.saving` with no
-    tfaccel objects, and `tfaccel.quantize_aware` can follow. A model that
+    tfaccel objects (with its optimizer, whose slots now follow the
+    kernels), and `tfaccel.quantize_aware` can follow. A model that
     is not clustered is returned unchanged.
 
     Args:
@@ -38,6 +40,9 @@ def strip_clustering(model):
             _strip_weight(record)
         object.__delattr__(layer, _state.ATTRIBUTE)
         forget_compiled(layer)
+    # The optimizer had slots for the centroids, not for the kernels that
+    # train again: rebuild it, or `model.save` writes slots it cannot load.
+    follow_variables(model)
     return model
 
 
