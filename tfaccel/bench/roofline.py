@@ -25,7 +25,8 @@ to the same cores. numpy's own BLAS is not used: without threadpoolctl its
 thread count cannot be set once numpy is loaded.
 
 `decode_step_bytes` counts the weights one step reads and `floor_fraction`
-turns a measured step time into floor / measured (1.0 = at the floor).
+turns a measured step time into floor / measured (1.0 = at the floor);
+both live in `tfaccel.bench.decode_step` and are importable from here.
 
 ```
 python -m tfaccel.bench.roofline --threads 1 --seconds 3
@@ -34,21 +35,37 @@ python -m tfaccel.bench.roofline --threads 1 --seconds 3
 
 import argparse
 import concurrent.futures
-import math
 import os
 import time
 
-import keras
 import numpy as np
 import rich.table
 
 from tfaccel._tables import print_table
-from tfaccel.compression.flops import kernel_macs, parameter_count
+from tfaccel.bench.decode_step import (
+    FORMAT_BYTES,
+    check_positive,
+    decode_step_bytes,
+    decode_step_params,
+    floor_fraction,
+    floor_rows,
+)
 from tfaccel.errors import UserError
 
-# Bytes per kernel weight in each export format. Scales (int8) are ignored:
-# one float per output channel, well under 1% of the kernel bytes.
-FORMAT_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+__all__ = [
+    "FORMAT_BYTES",
+    "KERNELS",
+    "decode_step_bytes",
+    "decode_step_params",
+    "floor_fraction",
+    "floor_rows",
+    "main",
+    "measure_bandwidth",
+    "measure_machine",
+    "measure_matmul",
+    "onnx_matmul",
+]
+
 KERNELS = ("copy", "scale", "add", "sum")
 # Arrays read or written by each bandwidth kernel, STREAM's byte counting.
 _ARRAYS_MOVED = {"copy": 2, "scale": 2, "add": 3, "sum": 1}
@@ -85,7 +102,7 @@ def measure_machine(threads=None, seconds=3.0, matmul_size=1024, array_mib=128):
     ```
     """
     threads = _check_threads(threads)
-    _check_positive(seconds=seconds, matmul_size=matmul_size, array_mib=array_mib)
+    check_positive(seconds=seconds, matmul_size=matmul_size, array_mib=array_mib)
     fp32 = measure_matmul("fp32", matmul_size, threads, seconds / 4)
     int8 = measure_matmul("int8", matmul_size, threads, seconds / 4)
     memory = measure_bandwidth(array_mib, threads, seconds / 2)
@@ -264,149 +281,6 @@ def _median_seconds(fn, seconds, min_repeats=3):
     return max(float(np.median(times)), 1e-9), len(times)  # a coarse clock reads 0
 
 
-# === Decode step ===
-
-
-class _LayerGroup(keras.layers.Layer):
-    """Some layers of a model, held together so `flops` can count them."""
-
-    def __init__(self, layers):
-        super().__init__()
-        self.members = list(layers)
-
-
-def decode_step_params(model):
-    """Counts the weights one batch-1 decoder step of `model` reads.
-
-    A step runs every decoder layer (self-attention, the query and output
-    projections of cross-attention, feedforward, layer norms) and the
-    `lm_head`, and looks up one token and one position embedding row.
-    Cross-attention keys and values are projected from the encoder output
-    once per sequence (`Seq2SeqTransformer.encode`), so their projections
-    are left out. Key/value cache reads are activations, not counted.
-
-    Args:
-        model: a built `Seq2SeqTransformer` (plain or compressed).
-
-    Returns:
-        A dict: `kernels`, the kernel weights (`flops.kernel_macs` of those
-        layers: one weight per multiply-accumulate at batch 1, factorized
-        kernels as their factors); `others`, every other variable of those
-        layers (biases, norms, any quantization scales) plus the two
-        embedding rows.
-
-    Example:
-
-    ```python
-    decode_step_params(Seq2SeqTransformer.from_preset("tiny"))
-    # {"kernels": 5888, "others": 560}
-    ```
-    """
-    group = _LayerGroup(_step_layers(model))
-    kernels = kernel_macs(group)
-    others = parameter_count(group) - kernels + 2 * model.hidden_dim
-    return {"kernels": kernels, "others": others}
-
-
-def decode_step_bytes(model, weight_format="fp32"):
-    """Returns the bytes of weights one batch-1 decoder step reads.
-
-    Kernels take `FORMAT_BYTES[weight_format]` bytes each (fp32 4, fp16 2,
-    int8 1); the other weights stay float32 (fp32, int8 dynamic-range
-    quantization) or are halved too (fp16).
-
-    Args:
-        model: a built `Seq2SeqTransformer`.
-        weight_format: `"fp32"`, `"fp16"` or `"int8"`.
-
-    Returns:
-        An int, bytes per step.
-    """
-    if weight_format not in FORMAT_BYTES:
-        raise UserError(
-            f"`weight_format` must be one of {', '.join(FORMAT_BYTES)}. "
-            f"Received: weight_format={weight_format!r}"
-        )
-    params = decode_step_params(model)
-    other_bytes = 2 if weight_format == "fp16" else 4
-    return (
-        params["kernels"] * FORMAT_BYTES[weight_format] + params["others"] * other_bytes
-    )
-
-
-def floor_fraction(step_seconds, step_bytes, bandwidth_gbs):
-    """Returns floor time / measured time: 1.0 is at the memory-bound floor.
-
-    Args:
-        step_seconds: float > 0, measured seconds of one decode step.
-        step_bytes: bytes of weights a step reads (`decode_step_bytes`).
-        bandwidth_gbs: float > 0, memory bandwidth in GB/s (1e9 bytes/s).
-
-    Returns:
-        A float: `step_bytes / (bandwidth_gbs * 1e9) / step_seconds`.
-
-    Example:
-
-    >>> floor_fraction(1e-3, 2_000_000, 20.0)  # floor 0.1 ms of 1 ms
-    0.1
-    """
-    _check_positive(
-        step_seconds=step_seconds, step_bytes=step_bytes, bandwidth_gbs=bandwidth_gbs
-    )
-    return step_bytes / (bandwidth_gbs * 1e9) / step_seconds
-
-
-def floor_rows(rows, step_bytes, bandwidth_gbs):
-    """Puts each runtime's batch-1 generation against the memory floor.
-
-    A step's time is taken as a batch-1 sequence's p50 over its mean
-    generated tokens, so the encoder and per-call overhead count against
-    the runtime: the fraction is a lower bound.
-
-    Args:
-        rows: rows from `tfaccel.bench.timing.benchmark`; only batch 1 is used.
-        step_bytes: dict of row name -> `decode_step_bytes` of its format.
-        bandwidth_gbs: float, e.g. `measure_machine()["bandwidth_gbs"]`.
-
-    Returns:
-        A list of dicts: `name`, `step_bytes`, `step_ms`, `floor_ms`,
-        `floor_fraction`.
-    """
-    out = []
-    for row in rows:
-        if row["batch_size"] != 1 or row["name"] not in step_bytes:
-            continue
-        seconds = row["p50_ms"] / 1e3 / max(row["mean_tokens"], 1.0)
-        nbytes = step_bytes[row["name"]]
-        fraction = floor_fraction(seconds, nbytes, bandwidth_gbs)
-        out.append(
-            {
-                "name": row["name"],
-                "step_bytes": nbytes,
-                "step_ms": seconds * 1e3,
-                "floor_ms": nbytes / (bandwidth_gbs * 1e9) * 1e3,
-                "floor_fraction": fraction,
-            }
-        )
-    return out
-
-
-def _step_layers(model):
-    # The layers a decode step runs, without the cross-attention key/value
-    # projections and without any layer that contains them.
-    skipped = set()
-    for layer in model.decoder_layers:
-        attention = layer._cross_attention_layer
-        for dense in (attention._key_dense, attention._value_dense):
-            skipped.update(id(x) for x in dense._flatten_layers(include_self=True))
-    layers = [model.lm_head]
-    for layer in model.decoder_layers:
-        for sub in layer._flatten_layers(include_self=False):
-            if not any(id(x) in skipped for x in sub._flatten_layers()):
-                layers.append(sub)
-    return layers
-
-
 # === Command line ===
 
 
@@ -483,14 +357,6 @@ def _check_threads(threads):
             f"`threads` must be an int >= 1 or None. Received: threads={threads!r}"
         )
     return _threads(threads)
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
-            raise UserError(
-                f"`{name}` must be a positive number. Received: {name}={value!r}"
-            )
 
 
 if __name__ == "__main__":
