@@ -1,4 +1,8 @@
-"""What every technique shares: targets, kernel layouts and a registry.
+"""What every technique shares: targets, kernel layouts, counts and a registry.
+
+`counts` is where every figure about weights is counted (zeros, sparsity,
+distinct values, parameters), for the summaries, callbacks, recipe runner,
+bench and CLI alike.
 
 Technique packages (`tfaccel.pruning`, `tfaccel.clustering`,
 `tfaccel.quantization`, `tfaccel.compression`) import from here and never
