@@ -8,23 +8,24 @@ result = tfaccel.export(model, "savedmodels/g2p", formats=["saved_model", "onnx"
 
 Calling the package calls `tfaccel.export.api.export` (see there). The
 submodules hold one runtime each: `saved_model`, `tflite`, `onnx`,
-`tensorrt`, plus the shared `signatures`, `generation` and `verify`.
+`tensorrt`, plus the shared `formats` (the registry of export formats),
+`exporters`, `runner`, `signatures`, `generation` and `verify`.
 TensorFlow is imported only when an export runs.
+
+`FORMATS` is the names of the registered formats that `tfaccel.export`
+makes, read from `tfaccel.export.formats` each time it is asked for.
 """
 
 import sys
 import types
 
-FORMATS = (
-    "saved_model",
-    "tflite_fp32",
-    "tflite_fp16",
-    "tflite_dynamic",
-    "tflite_int8",
-    "onnx",
-    "onnx_int8",
-    "tensorrt",
-)
+
+def __getattr__(name):
+    if name == "FORMATS":
+        from tfaccel.export import formats
+
+        return formats.names(made_by="export")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def export(model, path, formats, **kwargs):

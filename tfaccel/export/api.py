@@ -25,7 +25,6 @@ earlier export is replaced in one rename; a SavedModel version never is.
 """
 
 import dataclasses
-import gzip
 import os
 import pathlib
 import shutil
@@ -33,41 +32,33 @@ import tempfile
 
 import numpy as np
 
-from tfaccel._io import atomic_dir, atomic_file
 from tfaccel.errors import UserError
-from tfaccel.export import FORMATS
+from tfaccel.export import formats as registry
+from tfaccel.export.exporters import Artifact, ReferenceRun, is_qat
 
-TFLITE_FORMATS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
+# Lists of `tfaccel.export.formats`, kept for their readers.
+TFLITE_FORMATS = registry.names(runtime="litert")
 # Formats that keep float32 arithmetic: checked by their logits. The others
 # round weights or activations on purpose: checked by their greedy tokens.
-FLOAT_FORMATS = ("saved_model", "tflite_fp32", "onnx", "tensorrt")
+FLOAT_FORMATS = registry.names(made_by="export", verified_by="logits")
+# TFLite variants that quantize a float graph: a QAT model's graph carries
+# FakeQuant ranges, and with any optimization the converter then writes the
+# same full-int8 model as `tflite_int8`, whatever the variant's name says.
+QAT_REDUNDANT = registry.names(qat="refuse")
 REQUIRED = ("encode", "decode_step", "init_cache")
-
-
-@dataclasses.dataclass
-class Artifact:
-    """One exported artifact and how it verified.
-
-    Attributes:
-        format: the format name, e.g. `"tflite_int8"`.
-        path: the published file or folder.
-        bytes: its size on disk.
-        gzip_bytes: the size of its files gzip-compressed (what a download
-            of sparse or clustered weights costs).
-        runtime: the runtime it was verified in, with its version.
-        max_difference: the largest absolute difference of the first two
-            decode steps' logits from the Keras model's.
-        agreement: the fraction of greedy tokens equal to Keras's on the
-            sample inputs.
-    """
-
-    format: str
-    path: str
-    bytes: int
-    gzip_bytes: int
-    runtime: str
-    max_difference: float
-    agreement: float
+__all__ = [
+    "FLOAT_FORMATS",
+    "QAT_REDUNDANT",
+    "REQUIRED",
+    "TFLITE_FORMATS",
+    "Artifact",
+    "ExportResult",
+    "ReferenceRun",
+    "check_qat_formats",
+    "copy_versions",
+    "export",
+    "load",
+]
 
 
 @dataclasses.dataclass
@@ -162,15 +153,16 @@ def export(
         from tfaccel.export import tensorrt
 
         tensorrt.check_available()
-    if "tflite_int8" in formats and not _is_qat(model):
+    if "tflite_int8" in formats and not is_qat(model):
         representative = _representative(representative, sample_inputs)
-    check_qat_formats(formats, _is_qat(model))
+    check_qat_formats(formats, is_qat(model))
     path = _writable(path)
     reference = ReferenceRun(model, samples, source_length, max_length)
     artifacts = []
     for fmt in formats:
         log(f"Exporting {fmt} ...")
-        artifact = _EXPORTERS[fmt](
+        exporter = registry.get(fmt).export_function()
+        artifact = exporter(
             model, path, fmt, reference, representative, atol, min_agreement
         )
         log(
@@ -182,172 +174,16 @@ def export(
     return ExportResult(str(path), artifacts)
 
 
-class ReferenceRun:
-    """The Keras model's outputs on the sample inputs, computed once.
-
-    Attributes:
-        samples: the padded int32 sources `(batch, source_length)`.
-        logits: `(2 * batch, vocab)`, the first two decode steps' logits
-            (BOS, then token 5).
-        tokens: the Keras model's greedy tokens `(batch, max_length)`.
-    """
-
-    def __init__(self, model, samples, source_length, max_length):
-        from keras import ops
-
-        self.model = model
-        self.samples = samples
-        self.source_length = source_length
-        self.max_length = max_length
-        cross, mask = model.encode(samples)
-        cache = model.init_cache(len(samples), max_length)
-        logits = []
-        for index, token in enumerate(_STEP_TOKENS):
-            step, cache = model.decode_step(
-                np.full((len(samples), 1), token, np.int32), index, cache, cross, mask
-            )
-            logits.append(ops.convert_to_numpy(step))
-        self.logits = np.concatenate(logits)
-        self.tokens = np.asarray(model.generate(samples, max_length))
-
-    def compare(self, fmt, runner, atol, min_agreement):
-        """Returns `(max_difference, agreement)`; raises UserError beyond them."""
-        from tfaccel.export import generation, verify
-
-        logits = generation.first_steps(
-            runner._encode, runner._decode, self.samples, runner._cache_shape
-        )
-        difference = float(np.max(np.abs(logits - self.logits)))
-        tokens = runner.generate(self.samples, self.max_length)
-        agreement = verify.token_agreement(list(self.tokens), list(tokens))["tokens"]
-        # A QAT model's Keras forward pass is fake-quantized; the float
-        # formats of it run float arithmetic, so they are checked by tokens.
-        exact = fmt in FLOAT_FORMATS and not _is_qat(self.model)
-        if exact and not difference <= atol:
-            raise UserError(
-                f"{fmt} verification failed: its logits differ from Keras by "
-                f"{difference:.3g}, more than the tolerance {atol:g}; nothing was "
-                "published. Check the model is stripped, or raise atol."
-            )
-        if not agreement >= min_agreement:
-            raise UserError(
-                f"{fmt} verification failed: {agreement:.1%} of its greedy tokens "
-                f"equal Keras's, less than {min_agreement:.0%} (max logit "
-                f"difference {difference:.3g}); nothing was published."
-            )
-        return difference, agreement
-
-
-# The decode steps compared: BOS, then an ordinary token.
-_STEP_TOKENS = (1, 5)
-
-
-def _export_saved_model(model, path, fmt, reference, representative, atol, agree):
-    from tfaccel.export import saved_model
-
-    out = saved_model.export_saved_model(
-        model,
-        path,
-        reference.source_length,
-        reference.max_length,
-        reference.samples,
-        atol=atol,
-        check=lambda runner: reference.compare(fmt, runner, atol, agree),
-    )
-    return _artifact(fmt, out["path"], out["runtime"], out["check"])
-
-
-def _export_tflite(model, path, fmt, reference, representative, atol, agree):
-    from tfaccel.export import tflite
-
-    mode = fmt.removeprefix("tflite_")
-    if mode == "int8" and _is_qat(model):
-        mode = "qat"
-    data = tflite.convert(
-        model,
-        mode,
-        reference.source_length,
-        reference.max_length,
-        representative=representative if mode == "int8" else None,
-    )
-    target = path / f"model_{fmt.removeprefix('tflite_')}.tflite"
-    with atomic_file(target) as tmp:
-        tmp.write_bytes(data)
-        check = reference.compare(fmt, tflite.LiteRTModel(tmp), atol, agree)
-    return _artifact(fmt, target, _litert_version(), check)
-
-
-def _export_onnx(model, path, fmt, reference, representative, atol, agree):
-    from tfaccel.export import onnx
-
-    with atomic_dir(path / fmt, replace=True) as tmp:
-        if fmt == "onnx":
-            onnx.convert(model, tmp, reference.source_length, reference.max_length)
-        else:
-            with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as plain:
-                onnx.convert(
-                    model, plain, reference.source_length, reference.max_length
-                )
-                onnx.quantize_dynamic(plain, tmp)
-        runner = onnx.ORTModel(tmp)
-        check = reference.compare(fmt, runner, atol, agree)
-        runtime = runner.runtime
-    return _artifact(fmt, path / fmt, runtime, check)
-
-
-def _export_tensorrt(model, path, fmt, reference, representative, atol, agree):
-    from tfaccel.export import onnx, tensorrt
-
-    with atomic_dir(path / fmt, replace=True) as tmp:
-        with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as plain:
-            onnx.convert(model, plain, reference.source_length, reference.max_length)
-            tensorrt.build(plain, tmp, max_batch=len(reference.samples))
-        runner = tensorrt.TensorRTModel(tmp)
-        check = reference.compare(fmt, runner, atol, agree)
-        runtime = runner.runtime
-    return _artifact(fmt, path / fmt, runtime, check)
-
-
-_EXPORTERS = {
-    "saved_model": _export_saved_model,
-    **dict.fromkeys(TFLITE_FORMATS, _export_tflite),
-    "onnx": _export_onnx,
-    "onnx_int8": _export_onnx,
-    "tensorrt": _export_tensorrt,
-}
-
-
-def _artifact(fmt, path, runtime, check):
-    path = pathlib.Path(path)
-    files = [path] if path.is_file() else sorted(path.rglob("*"))
-    files = [p for p in files if p.is_file()]
-    data = [p.read_bytes() for p in files]
-    return Artifact(
-        format=fmt,
-        path=str(path),
-        bytes=sum(len(d) for d in data),
-        gzip_bytes=sum(len(gzip.compress(d)) for d in data),
-        runtime=runtime,
-        max_difference=check[0],
-        agreement=check[1],
-    )
-
-
-def _litert_version():
-    from importlib import metadata
-
-    return f"LiteRT {metadata.version('ai-edge-litert')}"
-
-
 def _check_formats(formats):
     if isinstance(formats, str):
         formats = [formats]
     formats = list(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in FORMATS]
+    allowed = registry.names(made_by="export")
+    unknown = [f for f in formats if f not in allowed]
     if unknown or not formats:
         raise UserError(
             f"Unknown export format {', '.join(map(repr, unknown)) or '(none)'}. "
-            f"Use any of: {', '.join(FORMATS)}."
+            f"Use any of: {', '.join(allowed)}."
         )
     return formats
 
@@ -431,14 +267,8 @@ def _representative(representative, sample_inputs):
     return representative
 
 
-# TFLite variants that quantize a float graph: a QAT model's graph carries
-# FakeQuant ranges, and with any optimization the converter then writes the
-# same full-int8 model as `tflite_int8`, whatever the variant's name says.
-QAT_REDUNDANT = ("tflite_fp16", "tflite_dynamic")
-
-
 def check_qat_formats(formats, qat):
-    """Refuses TFLite fp16 and dynamic-range variants of a QAT model.
+    """Refuses the formats a QAT model refuses (TFLite fp16 and dynamic-range).
 
     Args:
         formats: export format names.
@@ -447,21 +277,7 @@ def check_qat_formats(formats, qat):
     Raises:
         UserError: naming the formats and what to export instead.
     """
-    redundant = [fmt for fmt in formats if fmt in QAT_REDUNDANT]
-    if qat and redundant:
-        raise UserError(
-            f"{', '.join(redundant)} of a QAT model would be the full-int8 model "
-            "again: its FakeQuant ranges make the TFLite converter quantize "
-            "everything. Export tflite_int8 (and tflite_fp32 for float). "
-            f"Received: formats={redundant}"
-        )
-
-
-def _is_qat(model):
-    from tfaccel.core import registry
-
-    qat = registry.get("quantization")  # None until tfaccel.quantization is imported
-    return qat is not None and bool(qat.find_states(model))
+    registry.check_qat(formats, qat)
 
 
 def load(format, path, threads=None):
@@ -476,27 +292,13 @@ def load(format, path, threads=None):
             `tf.config.threading` before a SavedModel runs any op.
 
     Returns:
-        A `SavedModelRunner`, `LiteRTModel`, `ORTModel` or `TensorRTModel`:
-        each decodes greedily with the key/value cache, with the API of the
-        Keras model's `generate`.
+        The format's runner (`tfaccel.export.formats`): a `SavedModelRunner`,
+        `LiteRTModel`, `ORTModel` or `TensorRTModel`, each a
+        `tfaccel.export.runner.Runner` that decodes greedily with the
+        key/value cache, with the API of the Keras model's `generate`.
     """
     _check_formats([format])
-    options = {} if threads is None else {"num_threads": threads}
-    if format == "saved_model":
-        from tfaccel.export.saved_model import SavedModelRunner
-
-        return SavedModelRunner(path)
-    if format in TFLITE_FORMATS:
-        from tfaccel.export.tflite import LiteRTModel
-
-        return LiteRTModel(path, **options)
-    if format == "tensorrt":
-        from tfaccel.export.tensorrt import TensorRTModel
-
-        return TensorRTModel(path)
-    from tfaccel.export.onnx import ORTModel
-
-    return ORTModel(path, **options)
+    return registry.get(format).load(path, threads)
 
 
 def copy_versions(source, target):

@@ -25,7 +25,6 @@ its own:
 """
 
 import contextlib
-import importlib.util
 import logging
 import pathlib
 import tempfile
@@ -34,8 +33,9 @@ import numpy as np
 
 from tfaccel._io import atomic_file
 from tfaccel.errors import UserError
-from tfaccel.export import generation, signatures
+from tfaccel.export import signatures
 from tfaccel.export._onnx_ops import handlers as _handlers
+from tfaccel.export.runner import Runner
 
 # File of each signature's graph inside an ONNX export folder.
 FILES = {signatures.ENCODE: "encode.onnx", signatures.DECODE_STEP: "decode_step.onnx"}
@@ -248,66 +248,11 @@ def _session(model, num_threads=1, providers=None):
 def quantize_dynamic(folder_in, folder_out, per_channel=True):
     """Quantizes an ONNX export folder to int8 with ONNX Runtime (dynamic).
 
-    Weights of every `MatMul` and `Gemm` with a constant weight are stored as
-    int8, symmetric (per output channel by default); activations are
-    quantized to uint8 at run time, per tensor, from their own min and max
-    (`DynamicQuantizeLinear`), and the products run as `MatMulInteger`.
-    Each graph first goes through ONNX Runtime's `quant_pre_process`
-    (graph optimization and shape inference, symbolic when sympy is
-    installed), as its quantization guide recommends.
-
-    Args:
-        folder_in: a folder written by `convert`.
-        folder_out: the folder to write into (created if needed); usually the
-            temporary folder of `tfaccel._io.atomic_dir`.
-        per_channel: bool, one weight scale per output channel instead of one
-            per tensor.
-
-    Returns:
-        A dict mapping each signature name to the path of its `.onnx` file.
-
-    Raises:
-        UserError: `folder_in` has no ONNX export, or a quantized graph does
-            not load in ONNX Runtime.
+    See `tfaccel.export.onnx_int8.quantize_dynamic`, which this calls.
     """
-    folder_in = pathlib.Path(folder_in)
-    _check_folder(folder_in)
-    protos = {}
-    with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-int8-") as tmp:
-        for name, file in FILES.items():
-            protos[name] = _quantize_one(
-                folder_in / file, pathlib.Path(tmp), per_channel
-            )
-            _check_proto(protos[name], name, _opset_of(protos[name]))
-    return _write_all(protos, pathlib.Path(folder_out))
+    from tfaccel.export import onnx_int8
 
-
-def _opset_of(proto):
-    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
-
-
-def _quantize_one(path, tmp, per_channel):
-    import onnx
-    from onnxruntime.quantization import QuantType
-    from onnxruntime.quantization import quantize_dynamic as ort_quantize
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    prepared, quantized = tmp / f"pre-{path.name}", tmp / f"int8-{path.name}"
-    # Symbolic shape inference needs sympy, which ONNX Runtime does not
-    # install; ONNX's own shape inference still runs without it.
-    no_sympy = importlib.util.find_spec("sympy") is None
-    quant_pre_process(str(path), str(prepared), skip_symbolic_shape=no_sympy)
-    ort_quantize(
-        str(prepared),
-        str(quantized),
-        op_types_to_quantize=["MatMul", "Gemm"],
-        per_channel=per_channel,
-        weight_type=QuantType.QInt8,
-    )
-    proto = onnx.load(str(quantized))
-    # Shapes that pre-processing annotated: ONNX Runtime infers them again.
-    del proto.graph.value_info[:]
-    return proto
+    return onnx_int8.quantize_dynamic(folder_in, folder_out, per_channel)
 
 
 def _check_folder(folder):
@@ -343,11 +288,11 @@ def _signature(session):
     return call
 
 
-class ORTModel:
+class ORTModel(Runner):
     """An ONNX export folder (fp32 or int8) run in ONNX Runtime.
 
-    `generate` decodes with the `encode`/`decode_step` graphs and a key/value
-    cache, with the same API as the Keras model and `LiteRTModel`.
+    `generate` (from `Runner`) decodes with the `encode`/`decode_step` graphs
+    and a key/value cache, with the same API as the Keras model.
 
     Args:
         folder: a folder written by `convert` or `quantize_dynamic`.
@@ -372,28 +317,17 @@ class ORTModel:
             name: _session(str(self.folder / file), num_threads, providers)
             for name, file in FILES.items()
         }
-        self._encode = _signature(self.sessions[signatures.ENCODE])
-        self._decode = _signature(self.sessions[signatures.DECODE_STEP])
         inputs = {i.name: i for i in self.sessions[signatures.DECODE_STEP].get_inputs()}
-        # self_cache: (batch, layers, 2, target, heads, head_dim)
-        self._cache_shape = tuple(int(d) for d in inputs["self_cache"].shape[1:])
-        self.target_length = self._cache_shape[2]
-        self.source_length = int(inputs["encoder_mask"].shape[1])
+        super().__init__(
+            _signature(self.sessions[signatures.ENCODE]),
+            _signature(self.sessions[signatures.DECODE_STEP]),
+            # self_cache: (batch, layers, 2, target, heads, head_dim)
+            cache_shape=inputs["self_cache"].shape[1:],
+            source_length=inputs["encoder_mask"].shape[1],
+        )
         import onnxruntime
 
         self.runtime = f"ONNX Runtime {onnxruntime.__version__}"
-
-    def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
-        """Greedy decoding with the key/value cache, like the Keras model's."""
-        return generation.generate_with_signatures(
-            self._encode,
-            self._decode,
-            encoder_token_ids,
-            max_length,
-            self.source_length,
-            self._cache_shape,
-            stop_at_eos,
-        )
 
     def first_step_logits(self, padded_ids):
         """Logits of the first decode step (BOS), for verification.

@@ -21,7 +21,8 @@ import numpy as np
 
 from tfaccel._io import atomic_dir
 from tfaccel.errors import UserError
-from tfaccel.export import generation, signatures
+from tfaccel.export import signatures
+from tfaccel.export.runner import Runner
 
 GENERATE = "serving_default"
 
@@ -156,11 +157,11 @@ def _verify(model, runner, sample_ids, max_length, atol):
     return difference
 
 
-class SavedModelRunner:
+class SavedModelRunner(Runner):
     """A SavedModel version folder run through TensorFlow's loader.
 
-    `generate` decodes with the `encode`/`decode_step` signatures and a
-    key/value cache, with the same API as the Keras model and `LiteRTModel`.
+    `generate` (from `Runner`) decodes with the `encode`/`decode_step`
+    signatures and a key/value cache, with the same API as the Keras model.
 
     Args:
         path: a version folder written by `export_saved_model`.
@@ -173,26 +174,15 @@ class SavedModelRunner:
         if not (path / "saved_model.pb").is_file():
             raise UserError(f"No SavedModel at '{path}'. Export one first.")
         self.loaded = tf.saved_model.load(str(path))
-        self._encode = self.loaded.signatures[signatures.ENCODE]
-        self._decode = self.loaded.signatures[signatures.DECODE_STEP]
-        self._generate = self.loaded.signatures[GENERATE]
-        spec = self._decode.structured_input_signature[1]["self_cache"]
-        self.target_length = int(spec.shape[3])
-        mask = self._decode.structured_input_signature[1]["encoder_mask"]
-        self.source_length = int(mask.shape[1])
-        self._cache_shape = tuple(int(d) for d in spec.shape[1:])
-
-    def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
-        """Cached greedy decoding through `encode` and `decode_step`."""
-        return generation.generate_with_signatures(
-            self._encode,
-            self._decode,
-            encoder_token_ids,
-            max_length,
-            self.source_length,
-            self._cache_shape,
-            stop_at_eos,
+        decode = self.loaded.signatures[signatures.DECODE_STEP]
+        inputs = decode.structured_input_signature[1]
+        super().__init__(
+            self.loaded.signatures[signatures.ENCODE],
+            decode,
+            cache_shape=inputs["self_cache"].shape[1:],
+            source_length=inputs["encoder_mask"].shape[1],
         )
+        self._generate = self.loaded.signatures[GENERATE]
 
     def generate_signature(self, encoder_token_ids):
         """Runs `serving_default`: the whole generation inside the graph."""

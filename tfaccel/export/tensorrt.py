@@ -21,8 +21,9 @@ import pathlib
 import numpy as np
 
 from tfaccel.errors import UserError, missing_extra
-from tfaccel.export import generation, signatures
+from tfaccel.export import signatures
 from tfaccel.export.onnx import UPDATED_SELF_CACHE
+from tfaccel.export.runner import Runner
 
 NAMES = (signatures.ENCODE, signatures.DECODE_STEP)
 
@@ -161,10 +162,10 @@ def _to_device(array):
     return pointer
 
 
-class TensorRTModel:
+class TensorRTModel(Runner):
     """`encode.plan` and `decode_step.plan` run by TensorRT on the GPU.
 
-    `generate` is the cached greedy decoding of every other runtime.
+    `generate` is `Runner`'s cached greedy decoding, as every other runtime's.
 
     Args:
         folder: a folder written by `build`.
@@ -176,23 +177,11 @@ class TensorRTModel:
 
         folder = pathlib.Path(folder)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._encode = _Engine(runtime, (folder / "encode.plan").read_bytes())
-        self._decode = _Engine(runtime, (folder / "decode_step.plan").read_bytes())
-        engine = self._decode.engine
-        cache = tuple(engine.get_tensor_shape("self_cache"))
-        self._cache_shape = tuple(int(d) for d in cache[1:])
-        self.source_length = int(engine.get_tensor_shape("cross_cache")[3])
-        self.target_length = self._cache_shape[2]
-        self.runtime = f"TensorRT {trt.__version__}"
-
-    def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
-        """Greedy decoding with the key/value cache, like the Keras model's."""
-        return generation.generate_with_signatures(
-            self._encode,
-            self._decode,
-            encoder_token_ids,
-            max_length,
-            self.source_length,
-            self._cache_shape,
-            stop_at_eos,
+        decode = _Engine(runtime, (folder / "decode_step.plan").read_bytes())
+        super().__init__(
+            _Engine(runtime, (folder / "encode.plan").read_bytes()),
+            decode,
+            cache_shape=tuple(decode.engine.get_tensor_shape("self_cache"))[1:],
+            source_length=decode.engine.get_tensor_shape("cross_cache")[3],
         )
+        self.runtime = f"TensorRT {trt.__version__}"
