@@ -98,14 +98,15 @@ def _parser():
 
 
 def _add_export(commands):
-    from tfaccel.export import FORMATS
+    from tfaccel.export import formats
 
+    allowed = formats.names(made_by="export")
     export = commands.add_parser(
         "export",
         help="export a model to serving formats, each verified in its runtime",
         description="Exports a .keras encoder-decoder to each format, runs it in "
         "its runtime against Keras, and publishes it under --out: SavedModel "
-        f"versions as OUT/N/, the others beside them. Formats: {', '.join(FORMATS)}.",
+        f"versions as OUT/N/, the others beside them. Formats: {', '.join(allowed)}.",
     )
     export.add_argument("model", help="a .keras file, or a folder with model.keras")
     export.add_argument(
@@ -321,15 +322,16 @@ def _set_cluster(args, recipe):
 
 
 def _cmd_export(args):
-    from tfaccel.export import FORMATS
+    from tfaccel.export import formats as registry
     from tfaccel.tasks import TASKS
 
+    allowed = registry.names(made_by="export")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = [f for f in formats if f not in FORMATS]
+    unknown = [f for f in formats if f not in allowed]
     if unknown or not formats:
         raise UserError(
             f"Unknown export format {', '.join(map(repr, unknown)) or '(none)'}. "
-            f"Use any of: {', '.join(FORMATS)}. Received: --formats {args.formats}"
+            f"Use any of: {', '.join(allowed)}. Received: --formats {args.formats}"
         )
     path = _model_file(args.model)
     task_name = args.task or _task_of(path.parent)

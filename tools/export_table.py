@@ -28,15 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = (
-    "saved_model",
-    "tflite_fp32",
-    "tflite_fp16",
-    "tflite_dynamic",
-    "tflite_int8",
-    "onnx",
-    "onnx_int8",
-)
+from tfaccel.export import formats as export_formats
+
+# Every format tfaccel.export makes that runs without a GPU.
+FORMATS = export_formats.names(made_by="export", device="cpu")
 
 
 def cpu_name():
@@ -176,11 +171,8 @@ def measure(preset, model_path, tokens, source, width, repeats, threads, log, ta
         )
         rows.append(("keras (TF, compiled)", None, keras_median))
         for artifact in result.artifacts:
-            runner = api.load(artifact.format, artifact.path)
-            if hasattr(runner, "interpreter"):
-                runner = type(runner)(artifact.path, num_threads=threads)
-            elif artifact.format.startswith("onnx"):
-                runner = type(runner)(artifact.path, num_threads=threads)
+            # LiteRT and ONNX Runtime take the threads (tfaccel.export.formats).
+            runner = api.load(artifact.format, artifact.path, threads=threads)
             median, _ = timed(
                 lambda r=runner: r.generate(ids, tokens, stop_at_eos=False), repeats
             )

@@ -54,6 +54,7 @@ from tfaccel import tasks  # noqa: E402
 from tfaccel._io import atomic_dir, atomic_file  # noqa: E402
 from tfaccel.bench.peers_markdown import render_markdown  # noqa: E402
 from tfaccel.errors import UserError, error_line  # noqa: E402
+from tfaccel.export import formats as export_formats  # noqa: E402
 
 DESCRIPTIONS = {
     "naive": "Keras fp32, whole model re-run each step (no cache)",
@@ -67,9 +68,20 @@ DESCRIPTIONS = {
     "tfmot_int8_calibrated": "as tfmot_int8, converted with representative data",
 }
 PEERS = tuple(DESCRIPTIONS)
-# The bytes per kernel weight each peer reads in a decode step (roofline).
-WEIGHT_FORMATS = dict.fromkeys(PEERS, "int8")
-WEIGHT_FORMATS |= dict.fromkeys(("naive", "keras_cached", "keras_xla", "onnx"), "fp32")
+
+
+def _weight_format(peer):
+    """The kernels' storage type a peer reads in a decode step (roofline).
+
+    A peer that is an export format stores what `tfaccel.export.formats`
+    says; the Keras loops are fp32, the tfmot twins int8.
+    """
+    if peer in export_formats.names():
+        return export_formats.get(peer).weights
+    return "fp32" if peer in ("naive", "keras_cached", "keras_xla") else "int8"
+
+
+WEIGHT_FORMATS = {name: _weight_format(name) for name in PEERS}
 # --skip tfmot skips both tfmot peers (and their training).
 GROUPS = {"tfmot": ("tfmot_int8", "tfmot_int8_calibrated")}
 # What peers.json keeps of each timing row (`tfaccel.bench.timing.summarize`).

@@ -37,15 +37,6 @@ RSS_METHOD = (
     "(smallest first), minus that process's ru_maxrss after its imports and test "
     "data, before it loaded the model"
 )
-# Imported before the memory baseline, by format prefix; every process also
-# imports tfaccel.models (the generation loops use it).
-_MODULES = {
-    "keras": (),
-    "saved_model": ("tfaccel.export.saved_model",),
-    "tflite": ("ai_edge_litert.interpreter", "tfaccel.export.tflite"),
-    "onnx": ("onnxruntime", "tfaccel.export.onnx"),
-    "tensorrt": ("tfaccel.export.tensorrt",),
-}
 
 
 @dataclasses.dataclass
@@ -100,7 +91,7 @@ def _run_targets(folder):
 
 
 def _artifact_target(path, given):
-    from tfaccel.export.api import TFLITE_FORMATS
+    from tfaccel.export import formats
 
     run_dir = _run_dir_of(path)
     if path.is_file() and path.suffix == ".keras":
@@ -108,7 +99,7 @@ def _artifact_target(path, given):
         return Target(name, "keras", str(path), run_dir)
     if path.is_file() and path.suffix == ".tflite":
         name = "tflite_" + path.stem.removeprefix("model_")
-        fmt = name if name in TFLITE_FORMATS else "tflite_fp32"
+        fmt = name if name in formats.names(runtime="litert") else "tflite_fp32"
         return Target(name, fmt, str(path), run_dir)
     # A SavedModel version folder, or a base folder: its newest version.
     versions = [p.parent for p in path.glob("[0-9]*/saved_model.pb")]
@@ -349,20 +340,21 @@ def _measure(spec):
 
 
 def runtime_modules(fmt):
-    """Returns the modules a runtime's process imports before its baseline."""
-    prefix = next(key for key in _MODULES if fmt.startswith(key))
-    return ("tfaccel.models", *_MODULES[prefix])
+    """Returns the modules a runtime's process imports before its baseline.
+
+    Every process imports tfaccel.models (the generation loops use it), then
+    what `tfaccel.export.formats` lists for the format.
+    """
+    from tfaccel.export import formats
+
+    return ("tfaccel.models", *formats.get(fmt).modules)
 
 
 def load_target(target, threads):
     """Returns the runner of a `Target`: a Keras model or an export's runtime."""
-    if target.format == "keras":
-        from tfaccel.models import load_model
+    from tfaccel.export import formats
 
-        return load_model(target.path)
-    from tfaccel.export.api import load
-
-    return load(target.format, target.path, threads=threads)
+    return formats.get(target.format).load(target.path, threads)
 
 
 def _time(runner, task, spec, size, baseline):
@@ -397,12 +389,15 @@ def target_runtime(target, runner):
     """Returns the runtime's name and version, e.g. "LiteRT 2.0.2"."""
     from importlib.metadata import version
 
+    from tfaccel.export import formats
+
     if hasattr(runner, "runtime"):  # ORTModel, TensorRTModel
         return runner.runtime
-    if target.format.startswith("tflite"):
+    runtime = formats.get(target.format).runtime
+    if runtime == "litert":
         return f"LiteRT {version('ai-edge-litert')}"
     tensorflow = f"TensorFlow {version('tensorflow')}"
-    if target.format == "keras":
+    if runtime == "keras":
         return f"Keras {version('keras')}, {tensorflow}"
     return tensorflow
 

@@ -24,22 +24,14 @@ from pydantic import Field
 from pydantic_core import PydanticCustomError
 
 from tfaccel.errors import UserError
+from tfaccel.export import formats as export_formats
 from tfaccel.recipe.registry import ModifierField
 
 SUPPORTED_VERSIONS = (1,)
 
-EXPORT_FORMATS = (
-    "saved_model",
-    "tflite_fp32",
-    "tflite_fp16",
-    "tflite_dynamic",
-    "tflite_int8",
-    "onnx",
-    "onnx_int8",
-    "tensorrt",
-    "keras",
-    "keras_int8",
-)
+# Every registered format: those `tfaccel.export` makes, and the Keras files
+# the recipe runner writes itself (`keras`, `keras_int8`). Read once, here.
+EXPORT_FORMATS = export_formats.names()
 
 ExportFormat = Literal[EXPORT_FORMATS]
 
@@ -389,16 +381,13 @@ class Recipe(_Config):
     @pydantic.field_validator("export")
     @classmethod
     def _formats_fit_qat(cls, formats, info):
-        # A QAT graph carries FakeQuant ranges: with any optimization the
-        # TFLite converter writes the full-int8 model whatever the variant.
+        # The formats a QAT model refuses, and why (`tfaccel.export.formats`).
         stages = info.data.get("stages") or []
         qat = any(m.type == "quantization_aware" for s in stages for m in s.modifiers)
-        redundant = [f for f in formats if f in ("tflite_fp16", "tflite_dynamic")]
-        if qat and redundant:
-            raise ValueError(
-                f"{', '.join(redundant)} of a QAT model would be the full-int8 "
-                "model again; export tflite_int8 (and tflite_fp32 for float)"
-            )
+        refused = export_formats.qat_refused(formats)
+        if qat and refused:
+            reason = export_formats.get(refused[0]).qat_reason
+            raise ValueError(f"{', '.join(refused)} of a QAT model {reason}")
         return formats
 
     @pydantic.field_validator("assert_")
