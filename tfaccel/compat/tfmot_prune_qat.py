@@ -29,27 +29,21 @@ import dataclasses
 import re
 
 from tfaccel.compat._deps import tf_keras, tfmot
+from tfaccel.compat._tfmot_quantize import Refusal, apply_qat, copy_model
 from tfaccel.core import counts
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "Refusal",
+    "TfmotRecord",
+    "TfmotResult",
+    "tfmot_prune_qat",
+]
 
 # Layers whose kernels tfaccel's recipes prune (`.*(attention|feedforward).*`).
 DEFAULT_TARGETS = r".*(attention|feedforward).*"
 # The layer classes whose kernels tfmot prunes here.
 _PRUNABLE = ("Dense", "MultiHeadAttention")
-
-
-@dataclasses.dataclass
-class Refusal:
-    """A layer class that tfmot's QAT would not take, with its error.
-
-    Attributes:
-        layer_class: str, such as `"MultiHeadAttention"`.
-        layers: list of str, the twin's layers of that class.
-        error: str, tfmot's error, shortened to its telling lines.
-    """
-
-    layer_class: str
-    layers: list
-    error: str
 
 
 @dataclasses.dataclass
@@ -164,11 +158,14 @@ def tfmot_prune_qat(
         verbose,
     )
     pruned_names = [layer.name for layer in pruned.layers if _matches(layer, targets)]
-    qat, record = _quantize(pruned, pruned_names, freeze_unquantized)
+    qat, details = apply_qat(pruned, pruned_names, freeze_unquantized)
     if qat_epochs:
         _fit(qat, dataset, qat_epochs, qat_learning_rate, steps, [], verbose)
-    record.pruned = {name: _sparsity(pruned, name) for name in pruned_names}
-    record.final_sparsity = {name: _sparsity(qat, name) for name in pruned_names}
+    record = TfmotRecord(
+        pruned={name: _sparsity(pruned, name) for name in pruned_names},
+        final_sparsity={name: _sparsity(qat, name) for name in pruned_names},
+        **details,
+    )
     return TfmotResult(model=qat, pruned=pruned, record=record)
 
 
@@ -192,7 +189,7 @@ def _prune(twin, dataset, epochs, final_sparsity, targets, steps, rate, verbose)
         return layer
 
     # The clone function gets the copy's own layers, so the twin is untouched.
-    wrapped = keras2.models.clone_model(_copy(twin), clone_function=wrap)
+    wrapped = keras2.models.clone_model(copy_model(twin), clone_function=wrap)
     callbacks = [sparsity.UpdatePruningStep()]
     _fit(wrapped, dataset, epochs, rate, steps, callbacks, verbose)
     return sparsity.strip_pruning(wrapped)
@@ -220,112 +217,6 @@ def _matches(layer, targets):
     return type(layer).__name__ in _PRUNABLE and re.fullmatch(targets, layer.name)
 
 
-# === Quantization ===
-
-
-def _quantize(pruned, pruned_names, freeze_unquantized):
-    quantize = tfmot().quantization.keras
-    # tfmot wraps the layers it is given: the attempts share one copy, so
-    # that `pruned` keeps no trace of them.
-    scratch = _copy(pruned)
-    error = ""
-    try:
-        quantize.quantize_model(scratch)
-    except Exception as caught:  # tfmot raises many kinds
-        error = _short(caught)
-    refusals = _refusals(scratch)
-    refused = {refusal.layer_class for refusal in refusals}
-    qat = _annotate_and_apply(_copy(pruned), refused)
-    unwrapped = [layer for layer in qat.layers if not _is_quantize_wrapper(layer)]
-    frozen = []
-    if freeze_unquantized:
-        for layer in unwrapped:
-            if layer.name in pruned_names:
-                layer.trainable = False
-                frozen.append(layer.name)
-    record = TfmotRecord(
-        pruned={},
-        quantize_model_error=error,
-        unsupported=refusals,
-        quantized=_quantized(qat),
-        float_layers=[layer.name for layer in unwrapped if layer.weights],
-        frozen=frozen,
-        final_sparsity={},
-    )
-    return qat, record
-
-
-def _refusals(model):
-    """Annotates, one class at a time, the classes tfmot's registry lacks.
-
-    Classes that the registry takes (Dense, Add, Dropout) are tried in the
-    final `quantize_apply`; for the others this records what tfmot itself
-    says when asked to quantize them.
-    """
-    registry = tfmot().quantization.keras.default_8bit.Default8BitQuantizeRegistry()
-    classes = {
-        type(layer).__name__: layer
-        for layer in model.layers
-        if not isinstance(layer, tf_keras().layers.InputLayer)
-    }
-    return [
-        refusal
-        for name, layer in sorted(classes.items())
-        if not registry.supports(layer) and (refusal := _probe(model, name)) is not None
-    ]
-
-
-def _probe(model, layer_class):
-    """Annotates only `layer_class`'s layers; returns a `Refusal` if tfmot fails."""
-    try:
-        _annotate_and_apply(model, refused=None, only=layer_class)
-    except Exception as caught:  # tfmot raises many kinds
-        names = [
-            layer.name for layer in model.layers if type(layer).__name__ == layer_class
-        ]
-        return Refusal(layer_class, names, _short(caught))
-    return None
-
-
-def _annotate_and_apply(model, refused, only=None):
-    keras2 = tf_keras()
-    tfmot_module = tfmot()
-    quantize = tfmot_module.quantization.keras
-
-    def annotate(layer):
-        name = type(layer).__name__
-        if name == "InputLayer" or (only and name != only):
-            return layer
-        if refused and name in refused:
-            return layer
-        return quantize.quantize_annotate_layer(layer)
-
-    # Annotation wraps `model`'s own layers; `quantize_apply` then clones the
-    # result with its weights.
-    annotated = keras2.models.clone_model(model, clone_function=annotate)
-    scheme = tfmot_module.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-    return quantize.quantize_apply(annotated, scheme)
-
-
-def _quantized(qat):
-    kinds = {}
-    for layer in qat.layers:
-        if not _is_quantize_wrapper(layer):
-            continue
-        config = layer.quantize_config
-        if config.get_weights_and_quantizers(layer.layer):
-            kinds[layer.layer.name] = "weights+outputs"
-        elif config.get_output_quantizers(layer.layer):
-            kinds[layer.layer.name] = "outputs"
-        else:
-            kinds[layer.layer.name] = "none"
-    return kinds
-
-
-def _is_quantize_wrapper(layer):
-    return type(layer).__name__.startswith("QuantizeWrapper")
-
-
 # === Shared ===
 
 
@@ -342,12 +233,6 @@ def _fit(model, dataset, epochs, learning_rate, steps, callbacks, verbose=0):
         callbacks=callbacks,
         verbose=verbose,
     )
-
-
-def _copy(model):
-    copy = tf_keras().models.clone_model(model)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def _count_batches(dataset):
@@ -378,27 +263,3 @@ def _find(model, name):
         if getattr(layer, "layer", layer).name == name:
             return layer
     raise ValueError(f"No layer named '{name}' in the model. Received: name={name}")
-
-
-def _short(error, limit=300):
-    """The telling lines of a (long, nested) tfmot or Keras error message.
-
-    Drops the traceback that Keras puts inside the message ("in user code",
-    `File` lines and the source line under each, the call arguments) and
-    the node dump of TensorFlow shape errors.
-    """
-    kept, skip_next = [], False
-    for line in str(error).splitlines():
-        line = line.strip()
-        if skip_next or not line:
-            skip_next = False
-            continue
-        if line.startswith("File "):
-            skip_next = True
-            continue
-        if line.startswith("Call arguments"):
-            break
-        if line != "in user code:":
-            kept.append(line.split(" for '{{node")[0])
-    text = f"{type(error).__name__}: " + " | ".join(kept)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
