@@ -23,7 +23,8 @@ def test_a_bare_import_reaches_distribute_as_readme_writes_it():
     # A fresh interpreter: in this one another test may have loaded it.
     code = (
         "import tfaccel, tensorflow as tf; "
-        "assert tfaccel.distribute.get_strategy('none') is tf.distribute.get_strategy(); "
+        "assert tfaccel.distribute.get_strategy('none') "
+        "is tf.distribute.get_strategy(); "
         "print(tfaccel.recipe.__name__)"
     )
     done = subprocess.run(

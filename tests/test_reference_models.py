@@ -8,8 +8,8 @@ import pytest
 
 from tfaccel import reference, tasks
 from tfaccel.models import load_model
-from tfaccel.recipe.loader import load_recipe
 from tfaccel.recipe.baseline_cache import baseline_config, ensure_baseline
+from tfaccel.recipe.loader import load_recipe
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAVED = ROOT / "savedmodels"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tfaccel.recipe import baseline as baseline_lib
-from tfaccel.recipe.loader import parse_recipe
 from tfaccel.recipe.baseline_cache import ensure_baseline
+from tfaccel.recipe.loader import parse_recipe
 from tfaccel.recipe.runner import run_recipe
 
 CONFIG = baseline_lib.BaselineConfig(
