@@ -78,20 +78,26 @@ class PruningState:
     step: object  # int64 keras.Variable: the optimizer step, -1 until set
     last_step: int = -1  # last step the callback saw (Python side)
 
-    def advance(self, step):
+    def advance(self, step, frozen=frozenset()):
         """Sets the step and updates masks if the schedule asks for it since last.
 
         A step at or below the last one means a new optimizer (or a restored
         one): the schedule is followed again from that step, as in tfmot.
+
+        Args:
+            step: the optimizer's iteration count.
+            frozen: ids of variables whose masks stay as they are: weights
+                another technique froze and computes with (a clustered
+                kernel keeps the zeros it was clustered with).
         """
         first = self.last_step + 1 if step > self.last_step else step
         update = self.schedule.last_update_step(first, step)
         self.step.assign(np.int64(step))
         self.last_step = step
         if update is not None:
-            self.update_masks(self.schedule.sparsity(update))
+            self.update_masks(self.schedule.sparsity(update), frozen)
 
-    def update_masks(self, sparsity):
+    def update_masks(self, sparsity, frozen=frozenset()):
         """Recomputes every mask from the current weights and applies it.
 
         Runs on the host in cross-replica context: each assign writes the same
@@ -100,6 +106,8 @@ class PruningState:
         """
         for target in self.targets:
             if self.n_m is not None and target.updates:
+                continue
+            if id(target.variable) in frozen:
                 continue
             weights = ops.convert_to_numpy(target.variable)
             mask = self._mask(target, weights, sparsity)

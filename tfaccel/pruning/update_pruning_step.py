@@ -3,7 +3,7 @@
 import tensorflow as tf
 from keras import ops
 
-from tfaccel.core import counts
+from tfaccel.core import counts, registry
 from tfaccel.core.callbacks import TechniqueCallback
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state
@@ -18,6 +18,7 @@ class UpdatePruningStep(TechniqueCallback):
     since the last batch (with `steps_per_execution > 1` the callback sees
     every k-th step), masks are recomputed from the current weights, on the
     host and in cross-replica context, so every replica gets the same mask.
+    The masks of kernels clustered since (`tfaccel.cluster`) stay fixed.
     Without this callback, training stops with an error that names it.
 
     Args:
@@ -40,11 +41,15 @@ class UpdatePruningStep(TechniqueCallback):
                 "UpdatePruningStep found no pruned variables; call "
                 f"tfaccel.prune(model, ...) first. Received: model={self.model.name!r}"
             )
+        # A kernel clustered after pruning is frozen and read through its
+        # centroids: its mask stays the one clustering preserved, or strip
+        # would zero weights that the clustered model used.
+        self._frozen = {id(v) for v in registry.frozen_variables(self.model)}
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self.optimizer_step()
         for state in self._states:
-            state.advance(step)
+            state.advance(step, self._frozen)
 
     def write_summaries(self, step):
         zeros = total = 0
@@ -63,5 +68,5 @@ class UpdatePruningStep(TechniqueCallback):
         # at the sparsity the schedule reaches there.
         step = self.optimizer_step()
         for state in self._states:
-            state.advance(step)
+            state.advance(step, self._frozen)
         super().on_train_end(logs)
