@@ -2,29 +2,16 @@
 
 import keras
 import numpy as np
+from technique_checks import (  # noqa: F401  (re-exported to the clustering tests)
+    mlp_data,
+    numpy,
+    seq2seq_data,
+    small_mlp,
+    tiny_model,
+)
 
 from tfaccel.clustering import ClusterAssignments, _state
 from tfaccel.core import kernels
-from tfaccel.models import Seq2SeqTransformer
-
-
-def small_mlp(seed=0):
-    """Returns a built MLP: `mlp/hidden/kernel` (16, 32), `mlp/out/kernel` (32, 8)."""
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((16,)),
-            keras.layers.Dense(32, activation="relu", name="hidden"),
-            keras.layers.Dense(8, name="out"),
-        ],
-        name="mlp",
-    )
-
-
-def mlp_data(steps=8, batch=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch * steps, 16)).astype("float32")
-    return x, rng.normal(size=(batch * steps, 8)).astype("float32")
 
 
 def fit_mlp(model, callbacks=None, steps=8, optimizer="adam", **fit_kwargs):
@@ -34,26 +21,6 @@ def fit_mlp(model, callbacks=None, steps=8, optimizer="adam", **fit_kwargs):
     callbacks = [ClusterAssignments()] if callbacks is None else callbacks
     model.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=callbacks)
     return model
-
-
-def tiny_model(seed=0):
-    """Returns the tiny reference encoder-decoder with seeded weights."""
-    keras.utils.set_random_seed(seed)
-    return Seq2SeqTransformer.from_preset("tiny")
-
-
-def seq2seq_data(model, batch=16, length=8, seed=0):
-    rng = np.random.default_rng(seed)
-    x = {
-        "encoder_token_ids": rng.integers(
-            1, model.encoder_vocabulary_size, (batch, length)
-        ).astype("int32"),
-        "decoder_token_ids": rng.integers(
-            1, model.decoder_vocabulary_size, (batch, length)
-        ).astype("int32"),
-    }
-    y = rng.integers(1, model.decoder_vocabulary_size, (batch, length))
-    return x, y.astype("int32")
 
 
 def fit_seq2seq(model, steps=4, batch=4, callbacks=None):
@@ -70,10 +37,6 @@ def fit_seq2seq(model, steps=4, batch=4, callbacks=None):
 def records(model):
     """Returns every `ClusteredWeight` of `model`, by variable path."""
     return {r.variable.path: r for _, s in _state.find_states(model) for r in s.weights}
-
-
-def numpy(value):
-    return keras.ops.convert_to_numpy(value)
 
 
 def distinct_nonzero(values):

@@ -11,13 +11,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from qat_checks import tiny_model
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
-from qat_checks import tiny_model  # noqa: E402
-
-import tfaccel  # noqa: E402
-from tfaccel.errors import UserError  # noqa: E402
-from tfaccel.export import api, tensorrt  # noqa: E402
+import tfaccel
+from tfaccel.errors import UserError
+from tfaccel.export import api, tensorrt
 
 SOURCE, TARGET = 12, 8
 
@@ -138,8 +136,7 @@ def test_tensorrt_without_a_gpu_is_one_clear_line(model, tmp_path):
 
 
 KILLED_EXPORT = """
-import pathlib, sys, time
-sys.path.insert(0, {checks!r})
+import pathlib, time
 from qat_checks import tiny_model
 import tfaccel
 from tfaccel.export import saved_model
@@ -156,12 +153,11 @@ tfaccel.export(tiny_model(), {out!r}, ["saved_model"], source_length=12, max_len
 @pytest.mark.large
 def test_a_killed_export_leaves_no_partial_version(model, tmp_path):
     out, marker = tmp_path / "g2p", tmp_path / "marker"
-    script = KILLED_EXPORT.format(
-        checks=str(Path(__file__).parents[1] / "quantization"),
-        marker=str(marker),
-        out=str(out),
-    )
-    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)])
+    script = KILLED_EXPORT.format(marker=str(marker), out=str(out))
+    # The child imports the tests' helpers as pytest does: from tests/.
+    tests = str(Path(__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": tests}
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env)
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():

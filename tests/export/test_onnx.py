@@ -1,22 +1,18 @@
 """ONNX export of the generation signatures, run in ONNX Runtime."""
 
 import collections
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import onnx
 import pytest
 from keras import ops
+from qat_checks import tiny_model
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
-from qat_checks import tiny_model  # noqa: E402
-
-from tfaccel.errors import UserError  # noqa: E402
-from tfaccel.export import _onnx_ops  # noqa: E402
-from tfaccel.export import onnx as onnx_export  # noqa: E402
-from tfaccel.models.seq2seq_transformer import EOS_ID  # noqa: E402
+from tfaccel.errors import UserError
+from tfaccel.export import _onnx_ops
+from tfaccel.export import onnx as onnx_export
+from tfaccel.models.seq2seq_transformer import EOS_ID
 
 SOURCE, TARGET = 12, 8
 # Dense kernels per graph: encode has 2 encoder layers x 6 and the 2 decoder

@@ -1,17 +1,14 @@
 """SavedModel version folders for TF Serving: signatures, warm-up, atomicity."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from qat_checks import tiny_model
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
-from qat_checks import tiny_model  # noqa: E402
-
-from tfaccel.errors import UserError  # noqa: E402
-from tfaccel.export import saved_model  # noqa: E402
+from tfaccel.errors import UserError
+from tfaccel.export import saved_model
 
 SOURCE, LENGTH = 12, 8
 

@@ -1,18 +1,15 @@
 """TensorRT engines from the ONNX export; needs an NVIDIA GPU and TensorRT."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from qat_checks import tiny_model
 
 from tfaccel.export import api, tensorrt
 
 AVAILABLE, WHY = tensorrt.availability()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=WHY)
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
-from qat_checks import tiny_model  # noqa: E402
 
 
 def test_engine_generates_what_keras_generates(tmp_path):

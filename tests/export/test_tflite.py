@@ -1,21 +1,17 @@
 """TFLite conversion with generation signatures, run in LiteRT's interpreter."""
 
 import collections
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 from keras import ops
+from qat_checks import ALL, fit, qat_tiny, tiny_model
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "quantization"))
-from qat_checks import ALL, fit, qat_tiny, tiny_model  # noqa: E402
-
-import tfaccel  # noqa: E402
-from tfaccel.errors import UserError  # noqa: E402
-from tfaccel.export import tflite  # noqa: E402
-from tfaccel.quantization import _state  # noqa: E402
+import tfaccel
+from tfaccel.errors import UserError
+from tfaccel.export import tflite
+from tfaccel.quantization import _state
 
 SOURCE, TARGET = 12, 8
 

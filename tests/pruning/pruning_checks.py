@@ -4,31 +4,15 @@ import re
 
 import keras
 import numpy as np
+from technique_checks import (  # noqa: F401  (re-exported to the pruning tests)
+    mlp_data,
+    seq2seq_data,
+    small_mlp,
+    tiny_model,
+)
 
 import tfaccel
-from tfaccel.models import Seq2SeqTransformer
 from tfaccel.pruning import _state
-
-
-def tiny_model(seed=0):
-    """Returns the tiny reference encoder-decoder with seeded weights."""
-    keras.utils.set_random_seed(seed)
-    return Seq2SeqTransformer.from_preset("tiny")
-
-
-def seq2seq_data(model, batch=32, length=8, seed=0):
-    """Returns random `(x, y)` token ids for `model` (no padding)."""
-    rng = np.random.default_rng(seed)
-    x = {
-        "encoder_token_ids": rng.integers(
-            1, model.encoder_vocabulary_size, (batch, length)
-        ).astype("int32"),
-        "decoder_token_ids": rng.integers(
-            1, model.decoder_vocabulary_size, (batch, length)
-        ).astype("int32"),
-    }
-    y = rng.integers(1, model.decoder_vocabulary_size, (batch, length))
-    return x, y.astype("int32")
 
 
 def compile_for_test(model, steps_per_execution=1, optimizer=None):
@@ -98,23 +82,8 @@ def run_pruning_test(model, fit, targets, schedule, sparsity, **prune_kwargs):
     return targeted
 
 
-def small_mlp(seed=0):
-    """Returns a built MLP: `mlp/hidden/kernel` (16, 32), `mlp/out/kernel` (32, 8)."""
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((16,)),
-            keras.layers.Dense(32, activation="relu", name="hidden"),
-            keras.layers.Dense(8, name="out"),
-        ],
-        name="mlp",
-    )
-
-
 def fit_mlp(model, callbacks, steps=8, epochs=1, steps_per_execution=1):
     """Fits `small_mlp` on random regression data, batch 4."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4 * steps, 16)).astype("float32")
-    y = rng.normal(size=(4 * steps, 8)).astype("float32")
+    x, y = mlp_data(steps)
     model.compile("adam", "mse", steps_per_execution=steps_per_execution)
     model.fit(x, y, batch_size=4, epochs=epochs, verbose=0, callbacks=callbacks)

@@ -1,37 +1,24 @@
-"""Shared helpers for the quantization tests: tiny models and quick training."""
+"""Helpers for the QAT tests (and the export tests that train with QAT).
+
+The tiny models and data are `technique_checks`'s, with ids from 3 up.
+"""
 
 import keras
-import numpy as np
+import technique_checks as shared
 
 import tfaccel
-from tfaccel.models import Seq2SeqTransformer
 
 ALL = [".*kernel", ".*token_embedding/embeddings"]
 
 
 def tiny_model(seed=0, **overrides):
     """Returns the tiny reference encoder-decoder with seeded weights, built."""
-    keras.utils.set_random_seed(seed)
-    model = Seq2SeqTransformer.from_preset("tiny", **overrides)
-    x, _ = seq2seq_data(model, batch=2)
-    model(x)
-    return model
+    return shared.tiny_model(seed, build=True, **overrides)
 
 
 def seq2seq_data(model, batch=32, length=8, seed=0):
-    """Returns random `(x, y)` token ids for `model` (no padding)."""
-    rng = np.random.default_rng(seed)
-    x = {
-        "encoder_token_ids": rng.integers(
-            3, model.encoder_vocabulary_size, (batch, length)
-        ).astype("int32"),
-        "decoder_token_ids": rng.integers(
-            3, model.decoder_vocabulary_size, (batch, length)
-        ).astype("int32"),
-    }
-    return x, rng.integers(3, model.decoder_vocabulary_size, (batch, length)).astype(
-        "int32"
-    )
+    """Returns random `(x, y)` token ids for `model` (no padding, BOS or EOS)."""
+    return shared.seq2seq_data(model, batch, length, seed, low=3)
 
 
 def fit(model, steps=6, batch=8, optimizer=None, callbacks=None, seed=0):
