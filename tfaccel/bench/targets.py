@@ -1,0 +1,160 @@
+"""The inputs of `tfaccel bench`: which artifacts to time, and on which task.
+
+`find_targets` turns run folders and artifact paths (a `.keras` or `.tflite`
+file, a SavedModel, ONNX or TensorRT folder) into `Target`s; `resolve_task`
+reads the task from their run folders' metrics.json; `artifact_bytes` sizes
+an artifact, raw and gzipped. Nothing here imports TensorFlow.
+"""
+
+import dataclasses
+import gzip
+import json
+import pathlib
+
+from tfaccel.errors import UserError
+
+
+@dataclasses.dataclass
+class Target:
+    """One artifact to time: `format` ("keras" or an export format) picks the
+    runtime; `run_dir` is the folder whose metrics.json describes it."""
+
+    name: str
+    format: str
+    path: str
+    run_dir: str | None = None
+
+
+def find_targets(paths):
+    """Returns the `Target`s of run folders and artifact paths, in order.
+
+    A run folder (with `model.keras`) gives its Keras model and every export
+    its metrics.json lists; an artifact is a `.keras` or `.tflite` file, a
+    SavedModel version or base folder, or an ONNX or TensorRT folder.
+    """
+    targets = []
+    for given in paths:
+        path = pathlib.Path(given)
+        if is_run_folder(path):
+            targets += _run_targets(path)
+        else:
+            targets.append(_artifact_target(path, given))
+    return _unique_names(targets)
+
+
+def is_run_folder(path):
+    """Returns whether `path` is a run folder: a folder with `model.keras`."""
+    return path.is_dir() and (path / "model.keras").is_file()
+
+
+def _run_targets(folder):
+    targets = [Target("keras", "keras", str(folder / "model.keras"), str(folder))]
+    for name, export in _metrics(folder).get("exports", {}).items():
+        if name == "keras" or "file" not in export:  # "keras" is model.keras
+            continue
+        path = folder / export["file"]
+        if not path.exists():
+            raise UserError(
+                f"{folder}/metrics.json lists the export {name}, but '{path}' is "
+                f"missing. Export it again. Received: file={export['file']}"
+            )
+        fmt = name if "runtime" in export else "keras"  # keras_int8: a .keras
+        targets.append(Target(name, fmt, str(path), str(folder)))
+    return targets
+
+
+def _artifact_target(path, given):
+    from tfaccel.export import formats
+
+    run_dir = _run_dir_of(path)
+    if path.is_file() and path.suffix == ".keras":
+        name = "keras" if path.stem == "model" else path.stem.removeprefix("model_")
+        return Target(name, "keras", str(path), run_dir)
+    if path.is_file() and path.suffix == ".tflite":
+        name = "tflite_" + path.stem.removeprefix("model_")
+        fmt = name if name in formats.names(runtime="litert") else "tflite_fp32"
+        return Target(name, fmt, str(path), run_dir)
+    # A SavedModel version folder, or a base folder: its newest version.
+    versions = [p.parent for p in path.glob("[0-9]*/saved_model.pb")]
+    versions = [path] if (path / "saved_model.pb").is_file() else versions
+    for folder in sorted(versions, key=lambda p: -int(p.name)):
+        return Target("saved_model", "saved_model", str(folder), _run_dir_of(folder))
+    for fmt, file in (("onnx", "encode.onnx"), ("tensorrt", "encode.plan")):
+        if (path / file).is_file():
+            name = path.name if path.name.startswith(fmt) else fmt  # onnx_int8
+            return Target(name, fmt, str(path), run_dir)
+    raise UserError(
+        f"No run folder or artifact at '{path}'. Pass a folder written by "
+        "`tfaccel run`, a .keras or .tflite file, a SavedModel folder or an ONNX "
+        f"export folder. Received: {given}"
+    )
+
+
+def _run_dir_of(path):
+    # The folder with metrics.json beside (or one above) the artifact.
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "metrics.json").is_file():
+            return str(folder)
+    return None
+
+
+def _unique_names(targets):
+    # The same name twice (two runs' tflite_fp32): prefix the folder names.
+    names = [t.name for t in targets]
+    for t in targets:
+        if names.count(t.name) > 1:
+            t.name = f"{pathlib.Path(t.path).parent.name}/{t.name}"
+    names = [t.name for t in targets]
+    if len(names) > len(set(names)):
+        raise UserError(f"An artifact was given twice. Received: {names}")
+    return targets
+
+
+def _metrics(folder):
+    path = pathlib.Path(folder) / "metrics.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as error:
+        raise UserError(f"'{path}' is not valid JSON: {error}") from error
+
+
+def resolve_task(targets, task=None):
+    """Returns `(task name, max_examples)`: `task`, else the run folders'.
+
+    `max_examples` is the run's data subset (smoke runs), so a run is scored
+    on the test split it was trained against.
+    """
+    found = {_run_task(t.run_dir) for t in targets if t.run_dir} - {None}
+    if task is not None:
+        from tfaccel.tasks import TASKS
+
+        if task not in TASKS:
+            raise UserError(
+                f"Unknown task '{task}'. Use one of: {', '.join(TASKS)}. "
+                f"Received: --task {task}"
+            )
+        found = {spec for spec in found if spec[0] == task} or {(task, None)}
+    if len(found) != 1:
+        raise UserError(
+            "Cannot tell the task: pass --task g2p or --task translation. Received: "
+            + (f"runs of {sorted(found, key=str)}" if found else "no metrics.json")
+        )
+    return found.pop()
+
+
+def _run_task(folder):
+    data = _metrics(folder)
+    if "recipe" in data:  # written by `tfaccel run`
+        task = data["recipe"]["task"]
+        return task["name"], task.get("max_examples")
+    if "task" in data.get("config", {}):  # by `tfaccel baseline`
+        return data["config"]["task"], data["config"].get("max_examples")
+    return None
+
+
+def artifact_bytes(path):
+    """Returns `(bytes, gzip_bytes)` of a file, or summed over a folder's files."""
+    path = pathlib.Path(path)
+    files = [path] if path.is_file() else sorted(path.rglob("*"))
+    data = [p.read_bytes() for p in files if p.is_file()]
+    return sum(map(len, data)), sum(len(gzip.compress(d)) for d in data)
