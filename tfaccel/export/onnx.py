@@ -172,9 +172,6 @@ def _name_batch_axes(proto):
             dims[0].dim_param = "batch"
 
 
-# === tf2onnx handlers ===
-
-
 # === Checks and writing ===
 
 
