@@ -5,6 +5,7 @@ import dataclasses
 from cluster_checks import records, small_mlp
 
 from tfaccel.clustering import _state, apply_modifier
+from tfaccel.recipe.context import StageContext
 
 
 @dataclasses.dataclass
@@ -21,7 +22,7 @@ class _Modifier:  # the fields of the proposed `WeightClustering` recipe config
 def test_apply_modifier_clusters_with_the_modifier_settings():
     model = small_mlp()
     modifier = _Modifier(["re:mlp/out/kernel"], 3, "density", True, update_freq="epoch")
-    assert apply_modifier(model, modifier, steps_per_epoch=10) is model
+    assert apply_modifier(model, modifier, StageContext(10)) is model
     ((_, state),) = _state.find_states(model)
     assert (state.num_clusters, state.init, state.per_channel) == (3, "density", True)
     assert state.update_freq == "epoch"

@@ -7,6 +7,7 @@ from pruning_checks import tiny_model
 
 from tfaccel.errors import UserError
 from tfaccel.pruning import ConstantSparsity, PolynomialDecay, _state, apply_modifier
+from tfaccel.recipe.context import StageContext
 from tfaccel.recipe.loader import RecipeError, load_recipe, parse_recipe
 from tfaccel.recipe.modifiers import MagnitudePruning
 
@@ -93,7 +94,7 @@ def test_bad_modifiers_name_the_key(old, new, expected):
 
 
 def test_apply_modifier_converts_epochs_to_steps():
-    model = apply_modifier(tiny_model(), _modifier(), steps_per_epoch=100)
+    model = apply_modifier(tiny_model(), _modifier(), StageContext(100))
     ((_, state),) = _state.find_states(model)
     assert isinstance(state.schedule, PolynomialDecay)
     assert state.schedule.get_config() == {
@@ -116,7 +117,9 @@ def test_polynomial_end_moves_down_to_an_update_step(
 ):
     text = RECIPE.replace("end_epoch: 3}", "end_epoch: 3, frequency: 100}")
     modifier = _modifier(text)
-    model = apply_modifier(tiny_model(), modifier, steps_per_epoch, initial_step)
+    model = apply_modifier(
+        tiny_model(), modifier, StageContext(steps_per_epoch, initial_step)
+    )
     ((_, state),) = _state.find_states(model)
     assert (state.schedule.begin_step, state.schedule.end_step) == (begin, end)
     assert state.schedule.sparsity(end) == 0.5
@@ -125,7 +128,11 @@ def test_polynomial_end_moves_down_to_an_update_step(
 @pytest.mark.parametrize("kwargs", [{"steps_per_epoch": 0}, {"initial_step": -1}])
 def test_apply_modifier_checks_step_counts(kwargs):
     with pytest.raises(ValueError, match="Received: "):
-        apply_modifier(tiny_model(), _modifier(), **{"steps_per_epoch": 5, **kwargs})
+        apply_modifier(
+            tiny_model(),
+            _modifier(),
+            StageContext(**{"steps_per_epoch": 5, **kwargs}),
+        )
 
 
 def test_apply_constant_schedule_with_structure():
@@ -134,7 +141,7 @@ def test_apply_constant_schedule_with_structure():
         "{type: constant, sparsity: 0.5, begin_epoch: 1, frequency: 5}\n"
         "        structure: '2:4'",
     )
-    model = apply_modifier(tiny_model(), _modifier(text), steps_per_epoch=7)
+    model = apply_modifier(tiny_model(), _modifier(text), StageContext(7))
     ((_, state),) = _state.find_states(model)
     assert isinstance(state.schedule, ConstantSparsity)
     assert (state.schedule.begin_step, state.schedule.end_step) == (7, -1)
@@ -144,7 +151,7 @@ def test_apply_constant_schedule_with_structure():
 def test_structure_that_does_not_divide_fails_at_apply_time():
     text = RECIPE.replace("end_epoch: 3}", "end_epoch: 3}\n        structure: '2:3'")
     with pytest.raises(UserError, match="multiple of 3.*shape=\\(16, 2, 8\\)"):
-        apply_modifier(tiny_model(), _modifier(text), steps_per_epoch=10)
+        apply_modifier(tiny_model(), _modifier(text), StageContext(10))
 
 
 def test_g2p_prune50_recipe(monkeypatch):

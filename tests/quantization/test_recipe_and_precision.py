@@ -11,6 +11,7 @@ from tfaccel.errors import UserError
 from tfaccel.quantization import _state
 from tfaccel.quantization.precision import global_policy, with_policy
 from tfaccel.quantization.recipe import apply_modifier
+from tfaccel.recipe.context import StageContext
 from tfaccel.recipe.modifiers import QuantizationAware
 
 
@@ -19,7 +20,7 @@ def test_modifier_defaults_and_apply():
         {"type": "quantization_aware", "per_channel": False}
     )
     assert modifier.targets == [".*kernel"] and modifier.weight_bits == 8
-    model = apply_modifier(tiny_model(), modifier, steps_per_epoch=10)
+    model = apply_modifier(tiny_model(), modifier, StageContext(10))
     ((_, state),) = _state.find_states(model)
     assert state.config.per_channel is False
     assert {r.kind for r in state.layers} == {"dense", "einsum_dense", "attention"}

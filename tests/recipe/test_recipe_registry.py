@@ -195,3 +195,21 @@ def test_a_modifier_without_applier_is_refused_before_any_training(
             run_recipe(recipe, log=lambda line: None)
     assert "Available: runnable." in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_applier_takes_model_modifier_and_the_stage_context():
+    import inspect
+
+    from tfaccel.recipe import modifiers
+    from tfaccel.recipe.stage import applier
+
+    # The built-in classes (this module's fixture unregisters them).
+    runnable = {
+        cls.__name__: cls
+        for cls in vars(modifiers).values()
+        if isinstance(cls, type) and issubclass(cls, Modifier) and cls.applier
+    }
+    assert {"MagnitudePruning", "Distillation", "Shrink"} <= set(runnable)
+    for name, cls in runnable.items():
+        parameters = list(inspect.signature(applier(cls.model_construct())).parameters)
+        assert parameters == ["model", "modifier", "context"], name

@@ -3,19 +3,18 @@
 from tfaccel.clustering.cluster import cluster
 
 
-def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
+def apply_modifier(model, modifier, context):
     """Clusters `model` as a recipe's `weight_clustering` modifier says.
 
     `update_freq` is already in optimizer steps (or `"epoch"`), so the
-    stage's step count does not change it; the arguments match the other
-    techniques' appliers, which the recipe runner calls alike.
+    stage's step count does not change it.
 
     Args:
         model: a built Keras model; changed in place.
         modifier: a config with `targets`, `num_clusters`, `init`,
             `per_channel`, `preserve_sparsity`, `update_freq` and `seed`.
-        steps_per_epoch: int. Optimizer steps in one epoch of the stage.
-        initial_step: int. `optimizer.iterations` when the stage starts.
+        context: a `tfaccel.recipe.context.StageContext` (unused: the
+            schedule is in steps already).
 
     Returns:
         `model`, clustered; compile it, then fit with `tfaccel.callbacks(model)`.
@@ -23,10 +22,10 @@ def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
     Example:
 
     ```python
-    model = apply_modifier(model, recipe.stages[1].modifiers[0], 500)
+    model = apply_modifier(model, recipe.stages[1].modifiers[0], StageContext(500))
     ```
     """
-    del steps_per_epoch, initial_step  # the schedule is in steps already
+    del context
     return cluster(
         model,
         list(modifier.targets),

@@ -3,7 +3,7 @@
 from keras import ops
 
 
-def apply_shrink(model, modifier, steps_per_epoch, task=None, log=print):
+def apply_shrink(model, modifier, context):
     """Returns the shrunk model a recipe's `shrink` modifier asks for.
 
     Activation importance is scored on `calibration_examples` shuffled
@@ -13,9 +13,8 @@ def apply_shrink(model, modifier, steps_per_epoch, task=None, log=print):
         model: a built `Seq2SeqTransformer` (or a supported keras-hub model).
         modifier: a config with `heads`, `ffn`, `layers`, `importance` and
             `calibration_examples`.
-        steps_per_epoch: unused (the signature every applier shares).
-        task: the recipe's task, for calibration data.
-        log: callable for a progress line.
+        context: a `tfaccel.recipe.context.StageContext`: its `task` gives
+            the calibration data, its `log` the progress line.
 
     Returns:
         A new, smaller model with the kept weights.
@@ -24,7 +23,7 @@ def apply_shrink(model, modifier, steps_per_epoch, task=None, log=print):
     from tfaccel.compression.shrink import shrink
     from tfaccel.core.counts import parameter_count
 
-    del steps_per_epoch
+    task, log = context.task, context.log
     layers = modifier.layers
     if layers is not None and not isinstance(layers, int | float):
         layers = {k: v for k, v in layers.model_dump().items() if v is not None}
@@ -48,20 +47,20 @@ def apply_shrink(model, modifier, steps_per_epoch, task=None, log=print):
     return shrunk
 
 
-def apply_low_rank(model, modifier, steps_per_epoch):
+def apply_low_rank(model, modifier, context):
     """Factorizes `model`'s targeted kernels in place, as a `low_rank` modifier says.
 
     Args:
         model: a built Keras model.
         modifier: a config with `targets`, `rank` and `energy`.
-        steps_per_epoch: unused (the signature every applier shares).
+        context: a `tfaccel.recipe.context.StageContext` (unused).
 
     Returns:
         `model`, with factorized kernels.
     """
     from tfaccel.compression.factorize import factorize
 
-    del steps_per_epoch
+    del context
     return factorize(
         model, list(modifier.targets), rank=modifier.rank, energy=modifier.energy
     )

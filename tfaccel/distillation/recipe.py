@@ -59,17 +59,21 @@ def training_data(modifier, teacher, task, config, log=print):
     )
 
 
-def apply_modifier(model, modifier, teacher):
+def apply_modifier(model, modifier, context):
     """Returns a `Seq2SeqDistiller` to compile and fit, for `distillation`.
 
     Args:
         model: the student, after the stage's other modifiers.
         modifier: a config with `temperature`, `alpha`, `features` and
             `feature_weight`.
-        teacher: the model from `load_teacher`.
+        context: a `tfaccel.recipe.context.StageContext` whose `teacher` is
+            the model from `load_teacher`; without one (a finished stage
+            being rebuilt) the student is returned as it is.
     """
+    if context.teacher is None:
+        return model
     return Seq2SeqDistiller(
-        teacher,
+        context.teacher,
         model,
         temperature=modifier.temperature,
         alpha=modifier.alpha,

@@ -5,7 +5,7 @@ from tfaccel.pruning.polynomial_decay import PolynomialDecay
 from tfaccel.pruning.prune import prune
 
 
-def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
+def apply_modifier(model, modifier, context):
     """Prunes `model` as a recipe's `magnitude_pruning` modifier says.
 
     Epochs in the recipe count from the start of the stage and become
@@ -20,8 +20,9 @@ def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
     Args:
         model: a built Keras model; changed in place.
         modifier: a `tfaccel.recipe.modifiers.MagnitudePruning`.
-        steps_per_epoch: int. Optimizer steps in one epoch of the stage.
-        initial_step: int. `optimizer.iterations` when the stage starts.
+        context: a `tfaccel.recipe.context.StageContext`; its
+            `steps_per_epoch` and `initial_step` (`optimizer.iterations`
+            when the stage starts) are used.
 
     Returns:
         `model`, pruned; fit it with `tfaccel.callbacks(model)`.
@@ -29,9 +30,10 @@ def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
     Example:
 
     ```python
-    model = apply_modifier(model, recipe.stages[0].modifiers[0], 500)
+    model = apply_modifier(model, recipe.stages[0].modifiers[0], StageContext(500))
     ```
     """
+    steps_per_epoch, initial_step = context.steps_per_epoch, context.initial_step
     _check_count("steps_per_epoch", steps_per_epoch, minimum=1)
     _check_count("initial_step", initial_step, minimum=0)
     block = None if modifier.block is None else tuple(modifier.block)

@@ -4,20 +4,19 @@ from tfaccel.quantization.config import QATConfig
 from tfaccel.quantization.quantize_aware import quantize_aware
 
 
-def apply_modifier(model, modifier, steps_per_epoch, initial_step=0):
+def apply_modifier(model, modifier, context):
     """Makes `model` quantization-aware as a recipe modifier says.
 
     Args:
         model: a built Keras model; changed in place.
         modifier: a `tfaccel.recipe.modifiers.QuantizationAware`.
-        steps_per_epoch: unused (QAT has no schedule); kept for the runner's
-            common signature.
-        initial_step: unused, as `steps_per_epoch`.
+        context: a `tfaccel.recipe.context.StageContext` (unused: QAT has
+            no schedule).
 
     Returns:
         `model`, ready for `model.fit(..., callbacks=tfaccel.callbacks(model))`.
     """
-    del steps_per_epoch, initial_step
+    del context
     config = QATConfig(
         weight_bits=modifier.weight_bits,
         activation_bits=modifier.activation_bits,

@@ -25,6 +25,11 @@ _TYPE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _MODIFIERS = {}  # type name -> Modifier subclass
 
 
+# The `Modifier.order` from which an applier returns what `fit` trains
+# around the model (a distiller around its student), not the model itself.
+WRAPS_FOR_TRAINING = 3
+
+
 class Modifier(pydantic.BaseModel):
     """Base class for the config of one modifier in a recipe stage.
 
@@ -35,8 +40,10 @@ class Modifier(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", strict=True)
 
     # "module:function" the recipe runner calls to apply the modifier, as
-    # `function(model, modifier, steps_per_epoch)`; imported only when a
-    # recipe runs. None: the schema knows the type, this build cannot run it.
+    # `function(model, modifier, context)` with a `recipe.context.StageContext`;
+    # it returns the model the stage goes on with (or, for order 3, what
+    # `fit` trains around it). Imported only when a recipe runs. None: the
+    # schema knows the type, this build cannot run it.
     applier: typing.ClassVar[str | None] = None
     # Modifiers of one stage are applied in this order (then recipe order):
     # 0 builds a smaller model, 1 replaces layers, 2 wraps weights, 3 wraps

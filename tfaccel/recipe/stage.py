@@ -14,7 +14,9 @@ import time
 from tfaccel import tasks
 from tfaccel._io import atomic_file
 from tfaccel.recipe import baseline as baseline_lib
+from tfaccel.recipe.context import StageContext
 from tfaccel.recipe.progress import RunProgress
+from tfaccel.recipe.registry import WRAPS_FOR_TRAINING
 from tfaccel.recipe.sizes import model_size
 
 
@@ -145,16 +147,14 @@ def _apply_modifiers(model, stage, steps, task, teacher, log):
     student for training, so it comes last (`Modifier.order`). Without a
     teacher (a finished stage being rebuilt) distillation is skipped.
     """
+    context = StageContext(steps, task=task, teacher=teacher, log=log)
     fitted = model
     for modifier in sorted(stage.modifiers, key=lambda m: type(m).order):
-        apply = applier(modifier)
-        if modifier.type == "distillation":
-            if teacher is not None:
-                fitted = apply(model, modifier, teacher)
-        elif modifier.type == "shrink":
-            model = fitted = apply(model, modifier, steps, task=task, log=log)
+        result = applier(modifier)(model, modifier, context)
+        if type(modifier).order >= WRAPS_FOR_TRAINING:
+            fitted = result
         else:
-            model = fitted = apply(model, modifier, steps)
+            model = fitted = result
     return model, fitted
 
 
