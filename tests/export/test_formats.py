@@ -55,6 +55,12 @@ def test_every_format_round_trips_through_get_and_names():
     assert formats.names(made_by="recipe") == ("keras", "keras_int8")
 
 
+def test_every_recipe_made_format_has_a_writer_in_publish():
+    from tfaccel.recipe import publish
+
+    assert set(publish._RECIPE_WRITERS) == set(formats.names(made_by="recipe"))
+
+
 def test_unknown_format_names_the_allowed_ones():
     with pytest.raises(UserError, match="Use any of: saved_model, tflite_fp32") as info:
         formats.get("tflite_int4")

@@ -187,28 +187,20 @@ def export_artifacts(
     from tfaccel.core import registry
     from tfaccel.data import encode_sources
     from tfaccel.export import api, verify
+    from tfaccel.export import formats as export_formats
 
     qat = registry.get("quantization")  # None until tfaccel.quantization loads
     qat = qat is not None and bool(qat.find_states(model))
     sources = task.sources("test")[:agreement_examples]
     reference = task.generate(model, sources)
     results = {}
-    formats = list(formats)
-    if "keras" in formats:
-        # The run folder always holds the stripped model as model.keras.
-        path = folder / "model.keras"
-        data = path.read_bytes()
-        results["keras"] = {
-            "file": path.name,
-            "bytes": len(data),
-            "gzip_bytes": len(gzip.compress(data)),
-        }
-        formats.remove("keras")
-    if "keras_int8" in formats:
-        results["keras_int8"] = _keras_int8(
-            model, task, folder, sources, reference, log
-        )
-        formats.remove("keras_int8")
+    # The formats the registry marks as written here, not by tfaccel.export.
+    recipe_made = export_formats.names(made_by="recipe")
+    for name in recipe_made:
+        if name in formats:
+            write = _RECIPE_WRITERS[name]
+            results[name] = write(model, task, folder, sources, reference, log)
+    formats = [name for name in formats if name not in recipe_made]
     if not formats:
         return results
     exported = api.export(
@@ -247,6 +239,17 @@ def export_artifacts(
     return results
 
 
+def _keras_file(model, task, folder, sources, reference, log):
+    """`keras`: the stripped model.keras the run folder always holds, sized."""
+    path = folder / "model.keras"
+    data = path.read_bytes()
+    return {
+        "file": path.name,
+        "bytes": len(data),
+        "gzip_bytes": len(gzip.compress(data)),
+    }
+
+
 def _keras_int8(model, task, folder, sources, reference, log):
     """Keras's own `Model.quantize("int8")` on a copy, scored in Keras.
 
@@ -282,3 +285,9 @@ def _keras_int8(model, task, folder, sources, reference, log):
         "test": test,
         "agreement_with_keras": agreement,
     }
+
+
+# The writer of each format `tfaccel.export.formats` lists as made_by="recipe";
+# each takes (model, task, folder, sources, reference, log) and returns its
+# metrics.json entry.
+_RECIPE_WRITERS = {"keras": _keras_file, "keras_int8": _keras_int8}
