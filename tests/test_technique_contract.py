@@ -1,7 +1,7 @@
 """Every technique keeps the shared contract of `run_technique_test`.
 
 On a hand-written functional model and on tfaccel's `Seq2SeqTransformer`,
-each technique alone and pruning, clustering and QAT composed. keras-hub
+each technique alone and cluster-preserving QAT. keras-hub
 BART and T5 run the same techniques in each technique's own tests.
 """
 
@@ -10,19 +10,24 @@ import pytest
 from technique_checks import (
     functional_mlp,
     mlp_data,
+    numpy,
     run_technique_test,
     seq2seq_data,
     tiny_model,
 )
 
 import tfaccel
+from tfaccel.core import counts, kernels
+from tfaccel.core.targets import match_variables
+from tfaccel.errors import UserError
 
 MLP_TARGETS = ["hidden/kernel", "out/kernel"]
 SEQ2SEQ_TARGETS = ["re:.*(attention|feedforward).*kernel"]
 
 
 def _prune(targets):
-    return lambda m: tfaccel.prune(m, targets, tfaccel.ConstantSparsity(0.5, 0, 1))
+    schedule = tfaccel.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    return lambda m: tfaccel.prune(m, targets, schedule)
 
 
 def _cluster(targets):
@@ -33,19 +38,22 @@ def _qat(targets):
     return lambda m: tfaccel.quantize_aware(m, targets=targets)
 
 
-def _all(targets):
-    def apply(model):
-        for step in (_prune(targets), _cluster(targets), _qat(targets)):
-            model = step(model)
-        return model
-
-    return apply
+def _cluster_qat(targets):
+    # Cluster-preserving QAT, applied at once. (Pruning composes in stages:
+    # a kernel clustered before its first mask update keeps no zeros; see
+    # tests/clustering/test_cluster_qat_pipeline.py.)
+    return lambda m: _qat(targets)(_cluster(targets)(m))
 
 
-TECHNIQUES = {"prune": _prune, "cluster": _cluster, "qat": _qat, "all": _all}
+TECHNIQUES = {
+    "prune": _prune,
+    "cluster": _cluster,
+    "qat": _qat,
+    "cluster_qat": _cluster_qat,
+}
 # QAT's strip bakes the weights onto the int8 grid and freezes the ranges:
 # the forward pass was already fake-quantized, so outputs move by rounding.
-ATOL = {"prune": 1e-6, "cluster": 1e-5, "qat": 2e-2, "all": 2e-2}
+ATOL = {"prune": 1e-6, "cluster": 1e-5, "qat": 2e-2, "cluster_qat": 2e-2}
 
 
 @pytest.mark.parametrize("technique", sorted(TECHNIQUES))
@@ -59,6 +67,7 @@ def test_a_functional_model(technique):
 
     apply = TECHNIQUES[technique](MLP_TARGETS)
     run_technique_test(model, apply, fit, x, atol=ATOL[technique])
+    _check_summary(model, MLP_TARGETS, technique)
 
 
 @pytest.mark.parametrize("technique", sorted(TECHNIQUES))
@@ -75,3 +84,52 @@ def test_the_reference_seq2seq_model(technique):
 
     apply = TECHNIQUES[technique](SEQ2SEQ_TARGETS)
     run_technique_test(model, apply, fit, x, atol=ATOL[technique])
+    _check_summary(model, SEQ2SEQ_TARGETS, technique)
+
+
+def _check_summary(model, targets, technique):
+    # What each technique leaves in the stripped weights, measured.
+    rows = tfaccel.summary(model, targets=targets, print_fn=lambda text: None)
+    assert len(rows) > 1 and rows[-1]["path"] == "total"
+    for row in rows[:-1]:
+        if technique == "prune":
+            assert row["sparsity"] == 0.5, row
+        elif technique == "cluster":
+            assert row["distinct"] <= 4, row
+        elif technique == "qat":
+            assert row["distinct"] > 4, row
+    if technique == "cluster_qat":
+        # Rounded onto each output channel's int8 grid: 4 values per channel.
+        owners = kernels.owner_layers(model)
+        for variable in match_variables(model, targets):
+            axes = kernels.input_axes(variable, owners[id(variable)])
+            columns = kernels.to_matrix(numpy(variable), axes)  # (in, out)
+            assert max(counts.distinct_per_column(columns)) <= 4, variable.path
+
+
+def test_one_summary_names_every_technique_on_each_weight():
+    model = functional_mlp()
+    tfaccel.prune(model, ["hidden/kernel"], tfaccel.ConstantSparsity(0.5), "2:4")
+    tfaccel.cluster(model, MLP_TARGETS, 4)
+    tfaccel.quantize_aware(model, targets=MLP_TARGETS)
+    lines = []
+    rows = tfaccel.summary(model, print_fn=lines.append)
+    assert [row["path"] for row in rows] == ["hidden/kernel", "out/kernel", "total"]
+    assert rows[0]["techniques"] == {
+        "pruning": "2:4",
+        "clustering": "4 clusters",
+        "quantization": "int8 QAT",
+    }
+    assert rows[0]["structure"] == "2:4" and rows[1]["structure"] == ""
+    assert rows[1]["techniques"] == {
+        "clustering": "4 clusters",
+        "quantization": "int8 QAT",
+    }
+    # Values are what the forward pass reads: the clustered weights.
+    assert rows[1]["distinct"] <= 4
+    assert "clustering: 4 clusters" in lines[0]
+
+
+def test_summary_of_a_plain_model_needs_targets():
+    with pytest.raises(UserError, match="Received: targets=None"):
+        tfaccel.summary(functional_mlp(), print_fn=lambda text: None)

@@ -29,8 +29,8 @@ _EXPORTS = {
     # === Every technique ===
     "callbacks": "tfaccel.techniques",
     "strip": "tfaccel.techniques",
+    "summary": "tfaccel.techniques",
 }
-_RENAMED = {"summary": ("tfaccel.pruning", "pruning_summary")}
 # Subpackages that are also callables: `tfaccel.export(model, path, formats)`.
 _CALLABLE_PACKAGES = ("export",)
 # Modules reachable as attributes after a bare `import tfaccel`, as README
@@ -49,19 +49,15 @@ _SUBMODULES = (
     "tasks",
 )
 
-__all__ = sorted([*_EXPORTS, *_RENAMED, *_CALLABLE_PACKAGES, *_SUBMODULES])
+__all__ = sorted([*_EXPORTS, *_CALLABLE_PACKAGES, *_SUBMODULES])
 
 
 def __getattr__(name):
     if name in _CALLABLE_PACKAGES or name in _SUBMODULES:
         return importlib.import_module(f"tfaccel.{name}")
-    if name in _EXPORTS:
-        module, attribute = _EXPORTS[name], name
-    elif name in _RENAMED:
-        module, attribute = _RENAMED[name]
-    else:
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'tfaccel' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), attribute)
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
 

@@ -1,4 +1,4 @@
-"""Functions over every technique applied to a model: callbacks and strip.
+"""Functions over every technique applied to a model: callbacks, strip, summary.
 
 Each technique keeps its own state beside the model and registers itself in
 `tfaccel.core.registry` when its package is imported; these functions ask
@@ -9,8 +9,14 @@ technique's strip order (clustering, QAT, pruning).
 
 import importlib
 
-from tfaccel.core import registry
+import rich.table
+from keras import ops
+
+from tfaccel._tables import print_table
+from tfaccel.core import counts, registry
 from tfaccel.core.optimizer import follow_variables
+from tfaccel.core.targets import match_variables
+from tfaccel.errors import UserError
 
 # The technique packages; importing one registers it. A new technique adds
 # its package here and registers itself in its `__init__`.
@@ -88,3 +94,127 @@ def strip(model):
     # slots must be those of the variables left.
     follow_variables(model)
     return model
+
+
+def summary(model, targets=None, print_fn=None, structure=None, block=None):
+    """Prints and returns, per weight, its sparsity, distinct values and techniques.
+
+    One table for whatever `model` carries: the rows are the weights that
+    pruning, clustering or QAT changed (or, with `targets`, the weights the
+    regexes match, on any model, stripped or not). Values are the ones the
+    forward pass uses: a clustered kernel is read through its centroids.
+
+    Args:
+        model: a Keras model.
+        targets: None for the weights techniques changed, or a list of
+            regexes (as for `tfaccel.prune`).
+        print_fn: None to print with rich, or a function given the table text.
+        structure: the `"N:M"` label of the `targets` rows (a stripped model
+            no longer knows how it was pruned).
+        block: the `(rows, cols)` label of the `targets` rows.
+
+    Returns:
+        A list of dicts with keys `path`, `shape`, `size`, `zeros`,
+        `sparsity`, `structure` (pruning's pattern: "unstructured", "2:4",
+        "block 1x4"), `distinct` (how many different values, zero included:
+        `num_clusters` + 1 for a clustered, pruned kernel) and `techniques`
+        (`{name: description}`, e.g. `{"clustering": "16 clusters"}`): one
+        per weight, then a `"total"` row whose sparsity is weighted by size.
+
+    Raises:
+        UserError: `model` carries no technique and `targets` is None.
+
+    Example:
+
+    ```python
+    rows = tfaccel.summary(model)
+    rows[-1]["sparsity"]  # 0.5
+    ```
+    """
+    load_techniques()
+    described = registry.describe(model)
+    if targets is not None:
+        variables = match_variables(model, targets)
+        label = _structure_label(structure, block)
+    else:
+        variables = [v for v in model.weights if id(v) in described]
+        label = ""
+        if not variables:
+            raise UserError(
+                "The model carries no pruning, clustering or QAT; pass the "
+                f"`targets` regexes to measure. Received: targets={targets!r}"
+            )
+    values = registry.effective_weights(model)
+    rows = []
+    for variable in variables:
+        weights = ops.convert_to_numpy(values.get(id(variable), variable))
+        techniques = described.get(id(variable), {})
+        zeros = counts.zeros(weights)
+        rows.append(
+            {
+                "path": variable.path,
+                "shape": tuple(weights.shape),
+                "size": int(weights.size),
+                "zeros": zeros,
+                "sparsity": counts.ratio(zeros, weights.size),
+                "structure": techniques.get("pruning", label),
+                "distinct": counts.distinct(weights),
+                "techniques": techniques,
+            }
+        )
+    rows.append(_total(rows))
+    _print(rows, print_fn)
+    return rows
+
+
+def _structure_label(structure, block):
+    if structure is not None and block is not None:
+        raise UserError(
+            "Pass structure or block, not both. "
+            f"Received: structure={structure!r}, block={block!r}"
+        )
+    if structure is not None:
+        return str(structure)
+    if block is not None:
+        rows, cols = block
+        return f"block {rows}x{cols}"
+    return "unstructured"
+
+
+def _total(rows):
+    size = sum(row["size"] for row in rows)
+    zeros = sum(row["zeros"] for row in rows)
+    return {
+        "path": "total",
+        "shape": None,
+        "size": size,
+        "zeros": zeros,
+        "sparsity": counts.ratio(zeros, size),
+        "structure": "",
+        "distinct": None,
+        "techniques": {},
+    }
+
+
+def _print(rows, print_fn):
+    table = rich.table.Table(title="tfaccel summary")
+    columns = ("Weight", "Shape", "Size", "Sparsity", "Distinct", "Techniques")
+    for name in columns:
+        left = name in ("Weight", "Techniques")
+        table.add_column(name, justify="left" if left else "right", overflow="fold")
+    for row in rows:
+        shape = "" if row["shape"] is None else str(row["shape"])
+        distinct = "" if row["distinct"] is None else str(row["distinct"])
+        techniques = [f"{name}: {text}" for name, text in row["techniques"].items()]
+        if row["structure"] and "pruning" not in row["techniques"]:
+            techniques.insert(0, row["structure"])
+        table.add_row(
+            row["path"],
+            shape,
+            str(row["size"]),
+            f"{row['sparsity']:.2%}",
+            distinct,
+            ", ".join(techniques),
+            end_section=row is rows[-2],
+        )
+    print_table(table, print_fn)

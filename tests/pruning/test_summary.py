@@ -1,4 +1,4 @@
-"""Tests for tfaccel.summary (pruning_summary): measured sparsity per variable."""
+"""tfaccel.summary on pruned models: measured sparsity per variable."""
 
 import pytest
 from pruning_checks import fit_mlp, small_mlp
@@ -33,7 +33,9 @@ def test_rows_measure_zeros_and_total_is_weighted_by_size():
 
 def test_stripped_model_is_measured_from_given_targets():
     model = tfaccel.strip(_pruned_mlp(block=(1, 4)))
-    with pytest.raises(UserError, match="not pruned; pass the `targets`"):
+    with pytest.raises(
+        UserError, match="no pruning, clustering or QAT; pass the `targets`"
+    ):
         tfaccel.summary(model, print_fn=lambda text: None)
     rows = tfaccel.summary(
         model, targets=["re:.*kernel", "mlp/out/bias"], block=(1, 4), print_fn=print

@@ -40,6 +40,7 @@ registry.register(
         layer_weight=_state.layer_weight,
         effective_weights=_state.effective_weights,
         own_variables=_state.own_variables,
+        describe=_state.describe,
         counters=_state.counters,
         set_counters=_state.set_counters,
         savable=False,

@@ -237,3 +237,12 @@ def set_counters(model, saved):
     for (_, state), counts in zip(find_states(model), saved, strict=True):
         state.last_step = counts["last_step"]
         state.refreshes = counts["refreshes"]
+
+
+def describe(model):
+    """Returns `{id(variable): "<k> clusters"}` of every clustered weight."""
+    return {
+        id(record.variable): f"{record.centroids.shape[-1]} clusters"
+        for _, state in find_states(model)
+        for record in state.weights
+    }

@@ -54,6 +54,9 @@ class Technique:
     effective_weights: typing.Callable | None = None
     # model -> [variable]: variables the technique added to layers
     own_variables: typing.Callable | None = None
+    # model -> {id(variable): str}: how each weight it changed is changed
+    # ("2:4", "16 clusters", "int8"), for `tfaccel.summary`
+    describe: typing.Callable | None = None
     # model -> [variable]: state kept beside the model, which neither
     # `model.variables` nor Keras's own checkpoints hold (a recipe stage
     # checkpoint saves them)
@@ -171,6 +174,16 @@ def own_variables(model):
         if t.own_variables is not None
         for variable in t.own_variables(model)
     ]
+
+
+def describe(model):
+    """Returns `{id(variable): {technique name: description}}` for `model`."""
+    found = {}
+    for t in techniques():
+        if t.describe is not None:
+            for key, text in t.describe(model).items():
+                found.setdefault(key, {})[t.name] = text
+    return found
 
 
 def untracked_variables(model):

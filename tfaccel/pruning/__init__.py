@@ -40,6 +40,7 @@ registry.register(
         callback=UpdatePruningStep,
         marks=_state.marks,
         untracked_variables=_state.untracked_variables,
+        describe=_state.describe,
         counters=_state.counters,
         set_counters=_state.set_counters,
     )

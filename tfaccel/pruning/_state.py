@@ -15,7 +15,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfaccel.errors import TracedUserError
-from tfaccel.pruning import _masks
+from tfaccel.pruning import _masks, _structure
 
 ATTRIBUTE = "_tfaccel_pruning"
 MISSING_CALLBACK = (
@@ -185,3 +185,12 @@ def set_counters(model, saved):
             state.targets, counts["targets"], strict=True
         ):
             target.sparsity, target.updates = sparsity, updates
+
+
+def describe(model):
+    """Returns `{id(variable): structure}` of every pruned variable: "2:4"..."""
+    return {
+        id(target.variable): _structure.structure_label(state.n_m, state.block)
+        for _, state in find_states(model)
+        for target in state.targets
+    }

@@ -77,6 +77,12 @@ def _shortfall(layer, state):
                 f"training stopped at step {state.last_step}, before the "
                 f"schedule's begin_step {schedule.begin_step}"
             )
+        elif 0 <= schedule.end_step <= state.last_step:
+            why = (
+                "the masks of kernels clustered since stay as they were "
+                "(tfaccel.cluster freezes them); cluster once pruning has "
+                "reached its final sparsity"
+            )
     return (
         f"Model '{layer.name}' is stripped at {reached:.1%} sparsity, short of "
         f"its pruning schedule's final {wanted:.1%}: {why}"

@@ -1,4 +1,7 @@
-"""`pruning_summary` (`tfaccel.summary`): sparsity and distinct values per variable."""
+"""`pruning_summary`: sparsity and distinct values of pruned variables.
+
+`tfaccel.summary` covers every technique on a model in one table.
+"""
 
 import rich.console
 import rich.table
@@ -36,7 +39,7 @@ def pruning_summary(model, targets=None, print_fn=None, structure=None, block=No
     Example:
 
     ```python
-    rows = tfaccel.summary(model)
+    rows = pruning_summary(model)
     rows[-1]["sparsity"]  # 0.5
     ```
     """

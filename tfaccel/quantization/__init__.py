@@ -48,6 +48,7 @@ registry.register(
         training=_state.training,
         marks=_state.marks,
         untracked_variables=_state.untracked_variables,
+        describe=_state.describe,
         effective_weights=_effective_weights,
         save_spec=_save_spec,
         load_spec=restore,

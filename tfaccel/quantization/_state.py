@@ -93,3 +93,15 @@ def untracked_variables(model):
             for _, quantizer in sorted(record.ranges.items()):
                 found.extend([quantizer.low, quantizer.high, quantizer.count])
     return found
+
+
+def describe(model):
+    """Returns `{id(weight): "int8 QAT"}`, or "int8 (stripped)" once baked."""
+    found = {}
+    for _, state in find_states(model):
+        bits = state.config.weight_bits
+        for record in state.layers:
+            if record.weight is not None:
+                done = " (stripped)" if state.stripped else " QAT"
+                found[id(record.weight)] = f"int{bits}{done}"
+    return found
