@@ -89,3 +89,17 @@ def test_byte_count_uses_each_dtype():
     weights = [np.zeros((4, 2), np.float32), np.zeros(3, np.float16)]
     assert counts.byte_count(weights) == 4 * 8 + 2 * 3
     assert counts.byte_count(_model()) == 4 * 35
+
+
+def test_the_total_row_weights_sparsity_by_size_and_keeps_blank_columns():
+    rows = [{"size": 8, "zeros": 4}, {"size": 24, "zeros": 0}]
+    total = counts.total_row(rows, distinct=None, structure="")
+    assert total == {
+        "path": "total",
+        "shape": None,
+        "size": 32,
+        "zeros": 4,
+        "sparsity": 0.125,
+        "distinct": None,
+        "structure": "",
+    }

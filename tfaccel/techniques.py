@@ -162,7 +162,7 @@ def summary(model, targets=None, print_fn=None, structure=None, block=None):
                 "techniques": techniques,
             }
         )
-    rows.append(_total(rows))
+    rows.append(counts.total_row(rows, structure="", distinct=None, techniques={}))
     _print(rows, print_fn)
     return rows
 
@@ -179,21 +179,6 @@ def _structure_label(structure, block):
         rows, cols = block
         return f"block {rows}x{cols}"
     return "unstructured"
-
-
-def _total(rows):
-    size = sum(row["size"] for row in rows)
-    zeros = sum(row["zeros"] for row in rows)
-    return {
-        "path": "total",
-        "shape": None,
-        "size": size,
-        "zeros": zeros,
-        "sparsity": counts.ratio(zeros, size),
-        "structure": "",
-        "distinct": None,
-        "techniques": {},
-    }
 
 
 def _print(rows, print_fn):

@@ -43,7 +43,8 @@ def clustering_summary(model, targets=None, print_fn=None):
     ```
     """
     rows = [_row(*entry) for entry in _entries(model, targets)]
-    rows.append(_total(rows))
+    blanks = dict.fromkeys(("clusters", "per_channel", "distinct"), None)
+    rows.append(counts.total_row(rows, **blanks, distinct_per_channel=None))
     _print(rows, print_fn)
     return rows
 
@@ -87,22 +88,6 @@ def _row(variable, values, axes, clusters, per_channel):
         "distinct_per_channel": int(per_column.max(initial=0)),
         "zeros": zeros,
         "sparsity": counts.ratio(zeros, values.size),
-    }
-
-
-def _total(rows):
-    size = sum(row["size"] for row in rows)
-    zeros = sum(row["zeros"] for row in rows)
-    return {
-        "path": "total",
-        "shape": None,
-        "size": size,
-        "clusters": None,
-        "per_channel": None,
-        "distinct": None,
-        "distinct_per_channel": None,
-        "zeros": zeros,
-        "sparsity": counts.ratio(zeros, size),
     }
 
 

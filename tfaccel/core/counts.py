@@ -113,6 +113,24 @@ def distinct_per_column(matrix):
     return np.sum(changes & (ordered != 0), axis=0)
 
 
+def total_row(rows, **blanks):
+    """Returns the `"total"` row of a summary table of weights.
+
+    Args:
+        rows: the table's rows, each with `size` and `zeros`.
+        **blanks: the table's other columns, with the total's value (None,
+            or "" for a label).
+
+    Returns:
+        A dict with `path="total"`, `shape=None`, the summed `size` and
+        `zeros`, the `sparsity` they give (weighted by size), and `blanks`.
+    """
+    size = sum(row["size"] for row in rows)
+    zeros = sum(row["zeros"] for row in rows)
+    total = {"path": "total", "shape": None, "size": size, "zeros": zeros}
+    return {**total, "sparsity": ratio(zeros, size), **blanks}
+
+
 def parameter_count(model_or_weights):
     """Returns the number of weights: every variable once.
 

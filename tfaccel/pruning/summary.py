@@ -44,7 +44,7 @@ def pruning_summary(model, targets=None, print_fn=None, structure=None, block=No
     ```
     """
     rows = [_row(v, label) for v, label in _variables(model, targets, structure, block)]
-    rows.append(_total(rows))
+    rows.append(counts.total_row(rows, structure="", distinct=None))
     _print(rows, print_fn)
     return rows
 
@@ -80,20 +80,6 @@ def _row(variable, label):
         "structure": label,
         # Distinct values, zero included: a clustered kernel shows its k.
         "distinct": counts.distinct(weights),
-    }
-
-
-def _total(rows):
-    size = sum(row["size"] for row in rows)
-    zeros = sum(row["zeros"] for row in rows)
-    return {
-        "path": "total",
-        "shape": None,
-        "size": size,
-        "zeros": zeros,
-        "sparsity": counts.ratio(zeros, size),
-        "structure": "",
-        "distinct": None,
     }
 
 
