@@ -3,6 +3,7 @@
 import keras
 
 from tfaccel.core.compiled import forget_compiled
+from tfaccel.core.strategy import model_strategy
 
 
 def follow_variables(model):
@@ -30,13 +31,15 @@ def follow_variables(model):
     tracked = list(old._trainable_variables)
     if [id(v) for v in tracked] == [id(v) for v in current]:
         return False
-    new = keras.optimizers.deserialize(keras.optimizers.serialize(old))
-    new.build(current)
-    saved = {v.path: v for v in old.variables}
-    for variable in new.variables:
-        kept = saved.get(variable.path)
-        if kept is not None and tuple(kept.shape) == tuple(variable.shape):
-            variable.assign(kept)
+    # Under MirroredStrategy the slots are mirrored like the weights.
+    with model_strategy(model).scope():
+        new = keras.optimizers.deserialize(keras.optimizers.serialize(old))
+        new.build(current)
+        saved = {v.path: v for v in old.variables}
+        for variable in new.variables:
+            kept = saved.get(variable.path)
+            if kept is not None and tuple(kept.shape) == tuple(variable.shape):
+                variable.assign(kept)
     model.optimizer = new
     forget_compiled(model)
     return True
