@@ -223,6 +223,8 @@ def _bounded_attention_masks(model):
 def _bounded_attention(layer):
     from keras import ops
 
+    from tfaccel.core import attention
+
     axes = tuple(range(-len(layer._attention_axes), 0))
 
     def compute_attention(
@@ -234,14 +236,9 @@ def _bounded_attention(layer):
         return_attention_scores=False,
         use_causal_mask=False,
     ):
-        if use_causal_mask:
-            causal = layer._compute_causal_mask(query, value)
-            attention_mask = (
-                causal
-                if attention_mask is None
-                else ops.logical_and(ops.cast(attention_mask, "bool"), causal)
-            )
-        query = ops.multiply(query, ops.cast(layer._inverse_sqrt_key_dim, query.dtype))
+        query, attention_mask = attention.prepare(
+            layer, query, value, attention_mask, use_causal_mask
+        )
         scores = ops.einsum(layer._dot_product_equation, key, query)
         if attention_mask is not None:
             mask = ops.cast(attention_mask, "bool")

@@ -9,6 +9,7 @@ quantized by the ranges of their projections.
 import keras
 from keras import ops
 
+from tfaccel.core import attention
 from tfaccel.quantization import _state
 from tfaccel.quantization._fake_quant import ActivationRange, quantized_by
 
@@ -75,14 +76,9 @@ def _quantize_matmuls(layer, config, quantized):
     ):
         # The explicit path of keras.layers.MultiHeadAttention, with each
         # matmul operand quantized; softmax and the mask stay float.
-        if use_causal_mask:
-            causal = layer._compute_causal_mask(query, value)
-            attention_mask = (
-                causal
-                if attention_mask is None
-                else ops.logical_and(ops.cast(attention_mask, "bool"), causal)
-            )
-        query = ops.multiply(query, ops.cast(layer._inverse_sqrt_key_dim, query.dtype))
+        query, attention_mask = attention.prepare(
+            layer, query, value, attention_mask, use_causal_mask
+        )
         key = key if quantized_by(key) else key_range(key, training, update=False)
         value = (
             value if quantized_by(value) else value_range(value, training, update=False)
