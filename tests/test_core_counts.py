@@ -103,3 +103,17 @@ def test_the_total_row_weights_sparsity_by_size_and_keeps_blank_columns():
         "distinct": None,
         "structure": "",
     }
+
+
+def test_a_weight_row_counts_zeros_and_distinct_values_with_its_columns():
+    values = np.array([[0.0, 1.5], [0.0, -2.0]], "float32")
+    row = counts.weight_row("dense/kernel", values, structure="2:4")
+    assert row == {
+        "path": "dense/kernel",
+        "shape": (2, 2),
+        "size": 4,
+        "zeros": 2,
+        "sparsity": 0.5,
+        "distinct": 3,
+        "structure": "2:4",
+    }

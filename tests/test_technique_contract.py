@@ -133,3 +133,13 @@ def test_one_summary_names_every_technique_on_each_weight():
 def test_summary_of_a_plain_model_needs_targets():
     with pytest.raises(UserError, match="Received: targets=None"):
         tfaccel.summary(functional_mlp(), print_fn=lambda text: None)
+
+
+def test_summary_checks_the_structure_label_as_prune_does():
+    model = functional_mlp()
+    with pytest.raises(UserError, match="Received: structure='2:3x'"):
+        tfaccel.summary(model, targets=MLP_TARGETS, structure="2:3x")
+    rows = tfaccel.summary(
+        model, targets=MLP_TARGETS, block=(1, 4), print_fn=lambda text: None
+    )
+    assert {row["structure"] for row in rows[:-1]} == {"block 1x4"}

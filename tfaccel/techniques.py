@@ -10,7 +10,6 @@ technique's strip order (clustering, QAT, pruning).
 import importlib
 
 import rich.table
-from keras import ops
 
 from tfaccel._tables import print_table
 from tfaccel.core import counts, registry
@@ -131,11 +130,13 @@ def summary(model, targets=None, print_fn=None, structure=None, block=None):
     rows[-1]["sparsity"]  # 0.5
     ```
     """
+    from tfaccel.pruning.summary import structure_label
+
     load_techniques()
     described = registry.describe(model)
     if targets is not None:
         variables = match_variables(model, targets)
-        label = _structure_label(structure, block)
+        label = structure_label(structure, block)
     else:
         variables = [v for v in model.weights if id(v) in described]
         label = ""
@@ -147,38 +148,18 @@ def summary(model, targets=None, print_fn=None, structure=None, block=None):
     values = registry.effective_weights(model)
     rows = []
     for variable in variables:
-        weights = ops.convert_to_numpy(values.get(id(variable), variable))
         techniques = described.get(id(variable), {})
-        zeros = counts.zeros(weights)
         rows.append(
-            {
-                "path": variable.path,
-                "shape": tuple(weights.shape),
-                "size": int(weights.size),
-                "zeros": zeros,
-                "sparsity": counts.ratio(zeros, weights.size),
-                "structure": techniques.get("pruning", label),
-                "distinct": counts.distinct(weights),
-                "techniques": techniques,
-            }
+            counts.weight_row(
+                variable.path,
+                values.get(id(variable), variable),
+                structure=techniques.get("pruning", label),
+                techniques=techniques,
+            )
         )
     rows.append(counts.total_row(rows, structure="", distinct=None, techniques={}))
     _print(rows, print_fn)
     return rows
-
-
-def _structure_label(structure, block):
-    if structure is not None and block is not None:
-        raise UserError(
-            "Pass structure or block, not both. "
-            f"Received: structure={structure!r}, block={block!r}"
-        )
-    if structure is not None:
-        return str(structure)
-    if block is not None:
-        rows, cols = block
-        return f"block {rows}x{cols}"
-    return "unstructured"
 
 
 def _print(rows, print_fn):

@@ -113,6 +113,32 @@ def distinct_per_column(matrix):
     return np.sum(changes & (ordered != 0), axis=0)
 
 
+def weight_row(path, values, **columns):
+    """Returns a summary table's row for one weight.
+
+    Args:
+        path: the weight's path.
+        values: its values (an array, variable or tensor).
+        **columns: the table's other columns.
+
+    Returns:
+        A dict with `path`, `shape`, `size`, `zeros`, `sparsity`, `distinct`
+        (different values, zero included: a clustered kernel shows its k)
+        and `columns`.
+    """
+    array = as_array(values)
+    found = zeros(array)
+    return {
+        "path": path,
+        "shape": tuple(array.shape),
+        "size": int(array.size),
+        "zeros": found,
+        "sparsity": ratio(found, array.size),
+        "distinct": distinct(array),
+        **columns,
+    }
+
+
 def total_row(rows, **blanks):
     """Returns the `"total"` row of a summary table of weights.
 

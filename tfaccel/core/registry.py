@@ -139,12 +139,7 @@ def marks(model, after=None):
 
 def frozen_variables(model):
     """Returns the frozen weights that techniques still let others target."""
-    return [
-        variable
-        for t in techniques()
-        if t.frozen_variables is not None
-        for variable in t.frozen_variables(model)
-    ]
+    return _joined("frozen_variables", model)
 
 
 def layer_weight(layer):
@@ -168,12 +163,7 @@ def effective_weights(model):
 
 def own_variables(model):
     """Returns the variables that techniques added to the layers of `model`."""
-    return [
-        variable
-        for t in techniques()
-        if t.own_variables is not None
-        for variable in t.own_variables(model)
-    ]
+    return _joined("own_variables", model)
 
 
 def describe(model):
@@ -192,12 +182,7 @@ def untracked_variables(model):
     In the techniques' order, then each technique's own: a stage checkpoint
     matches them by position.
     """
-    return [
-        variable
-        for t in techniques()
-        if t.untracked_variables is not None
-        for variable in t.untracked_variables(model)
-    ]
+    return _joined("untracked_variables", model)
 
 
 def counters(model):
@@ -216,6 +201,16 @@ def set_counters(model, saved):
     for t in techniques():
         if t.set_counters is not None:
             t.set_counters(model, saved.get(t.name, []))
+
+
+def _joined(query, model):
+    # The lists that each technique's `query` returns, in application order.
+    return [
+        item
+        for t in techniques()
+        if getattr(t, query) is not None
+        for item in getattr(t, query)(model)
+    ]
 
 
 def _strip_order(technique):

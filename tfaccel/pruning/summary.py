@@ -5,7 +5,6 @@
 
 import rich.console
 import rich.table
-from keras import ops
 
 from tfaccel._tables import print_table
 from tfaccel.core import counts
@@ -51,9 +50,7 @@ def pruning_summary(model, targets=None, print_fn=None, structure=None, block=No
 
 def _variables(model, targets, structure, block):
     if targets is not None:
-        label = _structure.structure_label(
-            *_structure.parse_structure(structure, block)
-        )
+        label = structure_label(structure, block)
         return [(v, label) for v in match_variables(model, targets)]
     states = [state for _, state in _state.find_states(model)]
     if not states:
@@ -68,19 +65,21 @@ def _variables(model, targets, structure, block):
     ]
 
 
+def structure_label(structure=None, block=None):
+    """Returns the label of a pruning pattern: "unstructured", "2:4", "block 1x4".
+
+    Args:
+        structure: None or an `"N:M"` string, as for `tfaccel.prune`.
+        block: None or `(rows, cols)`, as for `tfaccel.prune`.
+
+    Raises:
+        UserError: a malformed structure or block, or both given.
+    """
+    return _structure.structure_label(*_structure.parse_structure(structure, block))
+
+
 def _row(variable, label):
-    weights = ops.convert_to_numpy(variable)
-    zeros = counts.zeros(weights)
-    return {
-        "path": variable.path,
-        "shape": tuple(weights.shape),
-        "size": int(weights.size),
-        "zeros": zeros,
-        "sparsity": counts.ratio(zeros, weights.size),
-        "structure": label,
-        # Distinct values, zero included: a clustered kernel shows its k.
-        "distinct": counts.distinct(weights),
-    }
+    return counts.weight_row(variable.path, variable, structure=label)
 
 
 def _print(rows, print_fn):
