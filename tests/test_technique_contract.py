@@ -1,11 +1,14 @@
 """Every technique keeps the shared contract of `run_technique_test`.
 
-On a hand-written functional model and on tfaccel's `Seq2SeqTransformer`,
-each technique alone and cluster-preserving QAT. keras-hub
+On a hand-written functional model, on tfaccel's `Seq2SeqTransformer` and on
+a keras-hub `BartSeq2SeqLM` built from a config: each technique alone and
+cluster-preserving QAT. keras-hub
 BART and T5 run the same techniques in each technique's own tests.
 """
 
 import keras
+import keras_hub
+import numpy as np
 import pytest
 from technique_checks import (
     functional_mlp,
@@ -74,6 +77,42 @@ def test_a_functional_model(technique):
 def test_the_reference_seq2seq_model(technique):
     model = tiny_model(build=True)
     x, y = seq2seq_data(model, batch=8)
+
+    def fit(model, callbacks):
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=callbacks)
+
+    apply = TECHNIQUES[technique](SEQ2SEQ_TARGETS)
+    run_technique_test(model, apply, fit, x, atol=ATOL[technique])
+    _check_summary(model, SEQ2SEQ_TARGETS, technique)
+
+
+@pytest.mark.parametrize("technique", sorted(TECHNIQUES))
+def test_a_keras_hub_bart(technique):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BartBackbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=16,
+    )
+    model = keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(0)
+    x = {
+        name: rng.integers(1, 50, (8, 8)).astype("int32")
+        for name in ("encoder_token_ids", "decoder_token_ids")
+    }
+    x |= {
+        name: np.ones((8, 8), "int32")
+        for name in ("encoder_padding_mask", "decoder_padding_mask")
+    }
+    y = rng.integers(1, 50, (8, 8)).astype("int32")
 
     def fit(model, callbacks):
         model.compile(
