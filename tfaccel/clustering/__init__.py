@@ -10,6 +10,8 @@ from tfaccel.clustering import _state
 from tfaccel.clustering.cluster import cluster
 from tfaccel.clustering.cluster_assignments import ClusterAssignments
 from tfaccel.clustering.recipe import apply_modifier
+from tfaccel.clustering.spec import load_spec as _load_spec
+from tfaccel.clustering.spec import save_spec as _save_spec
 from tfaccel.clustering.strip import strip_clustering
 from tfaccel.clustering.summary import clustering_summary
 from tfaccel.core import registry
@@ -43,6 +45,8 @@ registry.register(
         describe=_state.describe,
         counters=_state.counters,
         set_counters=_state.set_counters,
-        savable=False,
+        save_spec=_save_spec,
+        load_spec=_load_spec,
+        swapped_classes=_state.swapped_classes,
     )
 )

@@ -239,6 +239,15 @@ def set_counters(model, saved):
         state.refreshes = counts["refreshes"]
 
 
+def swapped_classes(model):
+    """Returns `[(layer, original class)]` of every clustered layer of `model`."""
+    return [
+        (record.layer, record.original_class)
+        for _, state in find_states(model)
+        for record in state.weights
+    ]
+
+
 def describe(model):
     """Returns `{id(variable): "<k> clusters"}` of every clustered weight."""
     return {

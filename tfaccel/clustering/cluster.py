@@ -22,7 +22,7 @@ from keras import ops
 
 from tfaccel._tracking import unlocked
 from tfaccel.clustering import _centroids, _state
-from tfaccel.core import counts, registry
+from tfaccel.core import counts, registry, saving
 from tfaccel.core.compiled import forget_compiled
 from tfaccel.core.kernels import from_matrix, input_axes, owner_layers, to_matrix
 from tfaccel.core.strategy import model_strategy
@@ -123,7 +123,7 @@ def cluster(
     )
     object.__setattr__(model, _state.ATTRIBUTE, state)
     forget_compiled(model)
-    return model
+    return saving.attach(model)
 
 
 def _check_arguments(num_clusters, init, per_channel, preserve_sparsity, update_freq):

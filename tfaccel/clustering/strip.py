@@ -3,6 +3,7 @@
 from keras import ops
 
 from tfaccel.clustering import _state
+from tfaccel.core import saving
 from tfaccel.core.compiled import forget_compiled
 from tfaccel.core.optimizer import follow_variables
 
@@ -35,7 +36,8 @@ def strip_clustering(model):
     model.save("clustered.keras")
     ```
     """
-    for layer, state in _state.find_states(model):
+    states = _state.find_states(model)
+    for layer, state in states:
         for record in state.weights:
             _strip_weight(record)
         object.__delattr__(layer, _state.ATTRIBUTE)
@@ -43,6 +45,8 @@ def strip_clustering(model):
     # The optimizer had slots for the centroids, not for the kernels that
     # train again: rebuild it, or `model.save` writes slots it cannot load.
     follow_variables(model)
+    for layer, _ in states:
+        saving.release(layer)
     return model
 
 

@@ -65,10 +65,16 @@ class Technique:
     # (model, saved) -> None to set them again when a stage resumes
     counters: typing.Callable | None = None
     set_counters: typing.Callable | None = None
-    savable: bool = True  # False: strip before `tfaccel.models.save_model`
-    # model -> JSON-able or None: what `save_model` keeps beside the weights
+    # model -> JSON-able or None: how it changed `model` itself (not nested
+    # models), without values; a saved model's config keeps it
+    # (`tfaccel.core.saving`)
     save_spec: typing.Callable | None = None
-    load_spec: typing.Callable | None = None  # (model, spec) -> model
+    # (model, spec) -> model: changes a model rebuilt from its config the
+    # same way, with placeholder values that loading its weights replaces
+    load_spec: typing.Callable | None = None
+    # model -> [(layer, class)]: layers whose class it swapped, and the class
+    # each is serialized as (its own) inside a saved model's config
+    swapped_classes: typing.Callable | None = None
 
     def is_training(self, model):
         """Returns whether `model` carries state of this technique that trains."""
@@ -201,6 +207,11 @@ def set_counters(model, saved):
     for t in techniques():
         if t.set_counters is not None:
             t.set_counters(model, saved.get(t.name, []))
+
+
+def swapped_classes(model):
+    """Returns `[(layer, plain class)]` of the layers techniques gave a subclass."""
+    return _joined("swapped_classes", model)
 
 
 def _joined(query, model):

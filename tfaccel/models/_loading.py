@@ -1,22 +1,12 @@
 """Loading `.keras` models safely, with errors that say what to do."""
 
-import json
 import pathlib
 import zipfile
 
 import keras
 
-from tfaccel.core import registry
+from tfaccel.core import saving
 from tfaccel.errors import UserError
-
-
-def archive_entry(name):
-    """Returns the `.keras` archive entry that keeps technique `name`'s spec."""
-    return f"tfaccel/{name}.json"
-
-
-# Archive entry with a QAT model's frozen int8 ranges (see `save_model`).
-QUANTIZATION_ENTRY = archive_entry("quantization")
 
 
 def load_model(path):
@@ -48,7 +38,8 @@ def load_model(path):
     import tfaccel.models  # noqa: F401  (registers tfaccel's serializable classes)
     from tfaccel import techniques
 
-    # Factorized models and low-rank layers; each technique's `load_spec`.
+    # Factorized models and low-rank layers; each technique's `load_spec`,
+    # which a model saved mid-technique applies again as it loads.
     techniques.load_techniques()
 
     try:
@@ -60,7 +51,7 @@ def load_model(path):
             f"by Keras 3 and that its custom layers are importable. "
             f"Received: path={str(path)!r}"
         ) from error
-    return _restore_specs(model, path)
+    return model
 
 
 def save_model(model, path):
@@ -69,45 +60,14 @@ def save_model(model, path):
     Keras stores the optimizer's slots (2x the weights for Adam) in `.keras`
     files of compiled models. Baselines and compressed models are reloaded
     for inference or for a new training stage with a new optimizer, so they
-    are saved as an uncompiled copy with the same weights.
+    are saved as an uncompiled copy with the same weights and the same
+    technique state (a stripped QAT model's frozen ranges, for one).
 
     Args:
         model: a Keras model whose class supports `from_config`.
         path: the `.keras` file to write.
     """
-    for technique in registry.techniques():
-        if not technique.savable and technique.find_states(model):
-            raise UserError(
-                f"The model is still {technique.label}; call tfaccel.strip(model) "
-                f"before saving it. Received: model={model.name!r}"
-            )
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
+    saving.copy_state(model, copy)
     copy.save(path)
-    specs = {
-        technique.name: technique.save_spec(model)
-        for technique in registry.techniques()
-        if technique.save_spec is not None
-    }
-    specs = {name: spec for name, spec in specs.items() if spec is not None}
-    if specs:
-        # Keras reads only its own entries of the archive; these carry what
-        # the weights cannot, such as QAT's frozen int8 activation ranges,
-        # for `load_model`.
-        with zipfile.ZipFile(path, "a") as archive:
-            for name, spec in specs.items():
-                archive.writestr(archive_entry(name), json.dumps(spec, indent=1))
-
-
-def _restore_specs(model, path):
-    with zipfile.ZipFile(path) as archive:
-        names = set(archive.namelist())
-        specs = {
-            technique: json.loads(archive.read(archive_entry(technique.name)))
-            for technique in registry.techniques()
-            if technique.load_spec is not None
-            and archive_entry(technique.name) in names
-        }
-    for technique, spec in specs.items():
-        model = technique.load_spec(model, spec)
-    return model

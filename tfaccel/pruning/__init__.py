@@ -9,7 +9,9 @@ from tfaccel.core import registry
 from tfaccel.pruning import _state
 from tfaccel.pruning.constant_sparsity import ConstantSparsity
 from tfaccel.pruning.polynomial_decay import PolynomialDecay
+from tfaccel.pruning.prune import load_spec as _load_spec
 from tfaccel.pruning.prune import prune
+from tfaccel.pruning.prune import save_spec as _save_spec
 from tfaccel.pruning.pruning_schedule import PruningSchedule
 from tfaccel.pruning.recipe import apply_modifier
 from tfaccel.pruning.strip import strip_pruning
@@ -43,5 +45,7 @@ registry.register(
         describe=_state.describe,
         counters=_state.counters,
         set_counters=_state.set_counters,
+        save_spec=_save_spec,
+        load_spec=_load_spec,
     )
 )

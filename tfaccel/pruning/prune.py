@@ -1,10 +1,12 @@
 """`prune`: magnitude pruning of any Keras 3 model, in place."""
 
+import re
 import warnings
 
 import keras
 import numpy as np
 
+from tfaccel.core import saving
 from tfaccel.core.kernels import input_axes, owner_layers
 from tfaccel.core.strategy import model_strategy
 from tfaccel.core.targets import match_variables
@@ -80,7 +82,7 @@ def prune(model, targets, schedule, structure=None, block=None):
             target.mask, state.step, target.original_constraint, state
         )
     object.__setattr__(model, _state.ATTRIBUTE, state)
-    return model
+    return saving.attach(model)
 
 
 def _check_arguments(model, schedule):
@@ -147,3 +149,31 @@ def _build_state(variables, axes, schedule, n_m, block):
         name="pruning_step",
     )
     return _state.PruningState(targets, schedule, n_m, block, step)
+
+
+def save_spec(model):
+    """Returns what `load_spec` needs to prune `model` again, or None.
+
+    Only the pruning `model` itself carries (a nested pruned model saves its
+    own): the exact variable paths, the schedule and the structure. The
+    masks, the step and the callback's counters are saved as weights.
+    """
+    state = getattr(model, _state.ATTRIBUTE, None)
+    if state is None:
+        return None
+    return {
+        "paths": [target.variable.path for target in state.targets],
+        "schedule": keras.saving.serialize_keras_object(state.schedule),
+        "structure": None if state.n_m is None else "{}:{}".format(*state.n_m),
+        "block": None if state.block is None else list(state.block),
+    }
+
+
+def load_spec(model, spec):
+    """Prunes `model` (rebuilt from its config) as `save_spec` described it."""
+    schedule = keras.saving.deserialize_keras_object(spec["schedule"])
+    block = None if spec["block"] is None else tuple(spec["block"])
+    targets = [re.escape(path) for path in spec["paths"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # warned when it was first pruned
+        return prune(model, targets, schedule, spec["structure"], block)

@@ -4,6 +4,7 @@ import warnings
 
 from keras import ops
 
+from tfaccel.core import saving
 from tfaccel.errors import UserError
 from tfaccel.pruning import _state
 
@@ -45,6 +46,7 @@ def strip_pruning(model):
         for target in state.targets:
             target.variable.constraint = target.original_constraint
         object.__delattr__(layer, _state.ATTRIBUTE)
+        saving.release(layer)
     return model
 
 

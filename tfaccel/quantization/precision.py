@@ -12,6 +12,7 @@ import contextlib
 
 import keras
 
+from tfaccel.core import saving
 from tfaccel.errors import UserError
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -47,7 +48,6 @@ def with_policy(model, policy):
         A new model whose `dtype_policy.name` is `policy`.
     """
     from tfaccel.quantization import _state
-    from tfaccel.quantization.strip import export_spec, restore
 
     if _state.find_states(model) and not all(
         s.stripped for _, s in _state.find_states(model)
@@ -55,7 +55,6 @@ def with_policy(model, policy):
         raise UserError(
             "Strip QAT (tfaccel.strip) before changing the model's precision."
         )
-    spec = export_spec(model)
     with global_policy(policy):
         copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
@@ -65,6 +64,7 @@ def with_policy(model, policy):
             f"it cannot be rebuilt under {policy!r}; build it under the policy "
             "yourself."
         )
-    if spec is not None:
-        restore(copy, spec)
+    # A stripped QAT model's frozen ranges came back with its config; any
+    # other technique state is copied as it is.
+    saving.copy_state(model, copy)
     return copy

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from tfaccel.core import registry
+from tfaccel.core import registry, saving
 from tfaccel.core.compiled import forget_compiled
 from tfaccel.core.kernels import input_axes, owner_layers
 from tfaccel.core.strategy import model_strategy
@@ -93,7 +93,7 @@ def quantize_aware(model, targets=DEFAULT_TARGETS, config=None):
             records += quantize_attention(model, quantized, config)
     object.__setattr__(model, _state.ATTRIBUTE, _state.QATState(config, records))
     forget_compiled(model)
-    return model
+    return saving.attach(model)
 
 
 def _target_layers(variables, owners):
@@ -326,10 +326,13 @@ def _preserve_zeros(record, config):
     values = ops.convert_to_numpy(record.weight)
     if not np.any(values == 0):
         return
+    fix_mask(record, (values != 0).astype(np.float32))
+
+
+def fix_mask(record, mask):
+    """Gives the record's weight a fixed mask, applied after each update."""
     record.mask = keras.Variable(
-        (values != 0).astype(np.float32),
-        trainable=False,
-        name=f"{record.layer.name}_qat_mask",
+        mask, trainable=False, name=f"{record.layer.name}_qat_mask"
     )
     record.original_constraint = record.weight.constraint
     record.weight.constraint = _FixedMask(record.mask, record.original_constraint)

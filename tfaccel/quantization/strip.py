@@ -16,13 +16,15 @@ baked int8-grid weights.
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
+from tfaccel.core import saving
 from tfaccel.core.compiled import forget_compiled
 from tfaccel.errors import UserError
 from tfaccel.quantization import _state
 from tfaccel.quantization.config import QATConfig
-from tfaccel.quantization.quantize_aware import _weight, quantize_aware
+from tfaccel.quantization.quantize_aware import _weight, fix_mask, quantize_aware
 
 SPEC_VERSION = 1
 
@@ -94,17 +96,19 @@ def export_spec(model):
 
 
 def restore(model, spec):
-    """Applies a spec from `export_spec` to a model loaded from `.keras`.
+    """Applies a spec from `save_spec` or `export_spec` to a rebuilt model.
 
-    The weights are already baked, so they are not quantized again; the
-    layers get back their frozen activation ranges.
+    A stripped model's weights are already baked, so they are not quantized
+    again; its layers get back their frozen activation ranges. A model that
+    still trains gets its ranges and sparsity masks as placeholders, which
+    loading its weights then fills (`tfaccel.core.saving`).
     """
     if spec.get("version") != SPEC_VERSION:
         raise UserError(
             f"Unknown tfaccel quantization spec version {spec.get('version')!r}; "
             f"this tfaccel reads version {SPEC_VERSION}. Upgrade tfaccel."
         )
-    config = QATConfig.from_config({**spec["config"], "preserve_sparsity": False})
+    config = QATConfig.from_config(spec["config"])
     by_path = {
         layer.path: layer
         for layer in model._flatten_layers(include_self=False, recursive=True)
@@ -118,26 +122,50 @@ def restore(model, spec):
         )
     variables = [_layer_weight(by_path[e["path"]]) for e in weighted]
     targets = ["|".join(_escape(v.path) for v in variables)]
-    quantize_aware(model, targets=targets, config=config)
+    # Zeros are not looked for in the rebuilt weights: the spec says which
+    # layers have a sparsity mask.
+    unmasked = QATConfig.from_config({**spec["config"], "preserve_sparsity": False})
+    quantize_aware(model, targets=targets, config=unmasked)
     state = getattr(model, _state.ATTRIBUTE)
+    state.config = config
     records = {record.path: record for record in state.layers}
+    stripped = spec.get("stripped", True)
     for entry in spec["layers"]:
         record = records.get(entry["path"])
         if record is None:
             raise UserError(f"Cannot restore quantization of '{entry['path']}'.")
-        record.baked = record.weight is not None
-        for name, (low, high) in entry["ranges"].items():
-            record.ranges[name].set_values(low, high)
-    state.stripped = True
+        if entry.get("mask"):
+            fix_mask(record, np.ones(record.weight.shape, "float32"))
+        if stripped:
+            record.baked = record.weight is not None
+            for name, (low, high) in entry["ranges"].items():
+                record.ranges[name].set_values(low, high)
+    state.stripped = stripped
     forget_compiled(model)
     return model
 
 
 def save_spec(model):
-    """Returns `export_spec(model)`, or None for a model without QAT."""
-    if not _state.find_states(model):
+    """Returns how `model` itself is quantized, or None without QAT.
+
+    Stripped, it is `export_spec(model)`: the frozen ranges are in it. While
+    training, the ranges and masks are weights: it lists the layers, their
+    kind and which have a sparsity mask.
+    """
+    state = getattr(model, _state.ATTRIBUTE, None)
+    if state is None:
         return None
-    return export_spec(model)
+    if state.stripped:
+        return export_spec(model)
+    return {
+        "version": SPEC_VERSION,
+        "config": state.config.get_config(),
+        "stripped": False,
+        "layers": [
+            {"path": record.path, "kind": record.kind, "mask": record.mask is not None}
+            for record in state.layers
+        ],
+    }
 
 
 def forget(model):
@@ -149,6 +177,7 @@ def forget(model):
                 record.weight.constraint = record.original_constraint
         object.__delattr__(layer, _state.ATTRIBUTE)
         forget_compiled(layer)
+        saving.release(layer)
     return model
 
 
