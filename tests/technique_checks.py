@@ -85,6 +85,37 @@ def mlp_data(steps=8, batch=4, seed=0):
     return x, rng.normal(size=(batch * steps, 8)).astype("float32")
 
 
+def tiny_bart(seed=0):
+    """Returns a built one-layer keras-hub `BartSeq2SeqLM`, from a config."""
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BartBackbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=16,
+    )
+    return keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
+
+
+def bart_data(batch=8, length=8, seed=0):
+    """Returns random `(x, y)` for `tiny_bart`, with no padding."""
+    rng = np.random.default_rng(seed)
+    x = {
+        name: rng.integers(1, 50, (batch, length)).astype("int32")
+        for name in ("encoder_token_ids", "decoder_token_ids")
+    }
+    x |= {
+        name: np.ones((batch, length), "int32")
+        for name in ("encoder_padding_mask", "decoder_padding_mask")
+    }
+    return x, rng.integers(1, 50, (batch, length)).astype("int32")
+
+
 def run_technique_test(model, apply, fit, x, atol=1e-5):
     """Applies a technique, trains, strips, and checks the shared contract.
 

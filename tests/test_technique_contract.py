@@ -7,15 +7,16 @@ BART and T5 run the same techniques in each technique's own tests.
 """
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
 from technique_checks import (
     functional_mlp,
     mlp_data,
     numpy,
+    bart_data,
     run_technique_test,
     seq2seq_data,
+    tiny_bart,
     tiny_model,
 )
 
@@ -92,27 +93,8 @@ def test_the_reference_seq2seq_model(technique):
 
 @pytest.mark.parametrize("technique", sorted(TECHNIQUES))
 def test_a_keras_hub_bart(technique):
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BartBackbone(
-        vocabulary_size=50,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        dropout=0.0,
-        max_sequence_length=16,
-    )
-    model = keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
-    rng = np.random.default_rng(0)
-    x = {
-        name: rng.integers(1, 50, (8, 8)).astype("int32")
-        for name in ("encoder_token_ids", "decoder_token_ids")
-    }
-    x |= {
-        name: np.ones((8, 8), "int32")
-        for name in ("encoder_padding_mask", "decoder_padding_mask")
-    }
-    y = rng.integers(1, 50, (8, 8)).astype("int32")
+    model = tiny_bart()
+    x, y = bart_data()
 
     def fit(model, callbacks):
         model.compile(

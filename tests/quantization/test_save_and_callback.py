@@ -10,7 +10,7 @@ from qat_checks import ALL, fit, qat_tiny, seq2seq_data, tiny_model
 
 import tfaccel
 from tfaccel.errors import UserError
-from tfaccel.models import QUANTIZATION_ENTRY, load_model, save_model
+from tfaccel.models import load_model, save_model
 from tfaccel.quantization import QuantizationRanges, _state
 
 
@@ -18,7 +18,8 @@ def test_save_and_load_keep_weights_ranges_and_outputs(tmp_path):
     model = qat_tiny()
     path = tmp_path / "qat.keras"
     save_model(model, path)
-    assert QUANTIZATION_ENTRY in zipfile.ZipFile(path).namelist()
+    # No side channel: the ranges are in the model's config.
+    assert not [n for n in zipfile.ZipFile(path).namelist() if "tfaccel" in n]
     loaded = load_model(path)
     ((_, state),) = _state.find_states(loaded)
     ((_, original),) = _state.find_states(model)
@@ -32,18 +33,26 @@ def test_save_and_load_keep_weights_ranges_and_outputs(tmp_path):
         keras.ops.convert_to_numpy(model(x)),
         atol=1e-5,
     )
-    # Plain Keras reads the same file as a float model with int8-grid weights.
+    # Keras's own loader reads the same file the same way.
     plain = keras.saving.load_model(path, safe_mode=True)
-    assert _state.find_states(plain) == []
+    ((_, frozen),) = _state.find_states(plain)
+    assert frozen.stripped
     for ours, theirs in zip(plain.weights, model.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
-def test_saving_an_unstripped_qat_model_is_refused(tmp_path):
+def test_an_unstripped_qat_model_saves_and_reloads_still_training(tmp_path):
     model = tiny_model()
     tfaccel.quantize_aware(model)
-    with pytest.raises(UserError, match="strip"):
-        save_model(model, tmp_path / "qat.keras")
+    fit(model, steps=2, callbacks=tfaccel.callbacks(model))
+    save_model(model, tmp_path / "qat.keras")
+    loaded = load_model(tmp_path / "qat.keras")
+    ((_, state),) = _state.find_states(loaded)
+    assert not state.stripped
+    ranges = [(n, q.values()) for n, q in state.ranges()]
+    ((_, original),) = _state.find_states(model)
+    assert ranges == [(n, q.values()) for n, q in original.ranges()]
+    assert any(low != -6.0 for _, (low, _) in ranges)  # trained, not initial
 
 
 def test_callback_writes_every_range_to_tensorboard(tmp_path):
