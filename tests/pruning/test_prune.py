@@ -160,14 +160,22 @@ def test_structured_pruning_of_a_vector_or_an_int_variable_raises():
         tfaccel.prune(int_model, [".*counter"], _constant())
 
 
-def test_state_is_not_a_keras_weight_and_is_not_saved(tmp_path):
+def test_state_is_not_a_layer_weight_but_is_saved_beside_them(tmp_path):
     model = tiny_model()
     model.save(tmp_path / "plain.keras")
     weights = len(model.weights)
     tfaccel.prune(model, TARGETS, _constant())
     assert len(model.weights) == weights and len(model.variables) == weights
     model.save(tmp_path / "pruned.keras")
-    assert _archive(tmp_path / "plain.keras") == _archive(tmp_path / "pruned.keras")
+    (plain_names, plain), (names, pruned) = (
+        _archive(tmp_path / f"{name}.keras") for name in ("plain", "pruned")
+    )
+    assert names == plain_names
+    extra = [key for key, _ in pruned if (key, _) not in plain]
+    # One entry of the model's technique state: step, a mask per target, counters.
+    assert all(key.startswith("_tfaccel_state") for key in extra)
+    stored = [key for key in extra if key.startswith("_tfaccel_state/vars/")]
+    assert len(stored) == 1 + len(matching(model, TARGETS)) + 1
 
 
 def test_prune_returns_the_same_model_and_keeps_values():

@@ -1,4 +1,4 @@
-"""Stage checkpoints hold every weight, optimizer slot and tfaccel state."""
+"""Stage checkpoints (Keras weights files) hold every weight, slot and state."""
 
 import json
 
@@ -129,7 +129,7 @@ def test_restore_refuses_a_different_model(tmp_path):
     other.compile(optimizer="adam", loss="mse")
     from tfaccel.errors import UserError
 
-    with pytest.raises(UserError, match="the rebuilt stage has .*--restart"):
+    with pytest.raises(UserError, match="does not fit the rebuilt stage.*--restart"):
         checkpoint.restore(tmp_path / "ckpt", other)
 
 
@@ -139,6 +139,6 @@ def test_a_save_replaces_the_previous_checkpoint_whole(tmp_path):
     # Only the published folder is left: no temporary or old siblings.
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "arrays.npz",
+        "model.weights.h5",
         "state.json",
     ]

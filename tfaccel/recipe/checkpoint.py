@@ -1,50 +1,36 @@
 """Epoch checkpoints of recipe stages, so a killed run resumes where it was.
 
-Keras's `BackupAndRestore` saves what Keras tracks: the model's weights and
-the optimizer. tfaccel keeps part of its state beside the model, untracked
-(pruning masks and step, QAT activation ranges and masks, and the Python
-side counters of the pruning and clustering callbacks), so a stage
-checkpoint here holds all of it:
+A checkpoint is what Keras's own `save_weights` writes, which holds the
+techniques' state too (`tfaccel.core.saving`): masks and step, ranges,
+cluster assignments and the callbacks' counters. This module knows no
+technique. A stage checkpoint folder holds:
 
-- `arrays.npz`: every model variable, every extra variable of the fitted
-  model (a distiller's projections), the optimizer's variables and
-  tfaccel's untracked variables, keyed by kind and position;
-- `state.json`: the epochs done and the Python-side counters.
+- `model.weights.h5`: the model the techniques were applied to, with the
+  optimizer when it is the model being fitted;
+- `fitted.weights.h5`: the model being fitted, when it wraps the other (a
+  distiller, with its projections and the optimizer);
+- `state.json`: the epochs done and the techniques' specs, which the rebuilt
+  stage must match.
 
-Each technique tells the registry (`tfaccel.core.registry`) which of its
-variables are untracked and what its counters are; this module knows no
-technique.
-
-A checkpoint folder is written under a temporary name and renamed into
-place (`tfaccel._io.atomic_dir`), so a kill while saving leaves the previous
-checkpoint intact. Variables are matched by position: the runner rebuilds
-the stage the same way (same baseline, same modifiers, same data) before it
-restores, and a count or shape mismatch is refused rather than guessed at.
+Keras's `BackupAndRestore` writes the same weights files; this callback
+adds what a recipe run needs beside them: the folder is written under a
+temporary name and renamed into place (`tfaccel._io.atomic_dir`), so a kill
+while saving leaves the previous checkpoint intact; a finished stage is
+restored without its optimizer; and a worker reads the chief's folder.
 """
 
 import json
+import warnings
 
 import keras
-import numpy as np
 
 from tfaccel._io import atomic_dir
-from tfaccel.core import registry
+from tfaccel.core import saving
 from tfaccel.errors import UserError
 
-
-def _groups(model, trained, with_optimizer):
-    """Returns `{kind: [variables]}` for a checkpoint of `model`."""
-    own = {id(v) for v in model.variables}
-    groups = {
-        "model": list(model.variables),
-        "tfaccel": registry.untracked_variables(model),
-    }
-    if trained is not None and trained is not model:
-        groups["trained"] = [v for v in trained.variables if id(v) not in own]
-    if with_optimizer:
-        optimizer = (trained if trained is not None else model).optimizer
-        groups["optimizer"] = list(optimizer.variables)
-    return groups
+MODEL = "model.weights.h5"
+FITTED = "fitted.weights.h5"
+_SKIPPED_OPTIMIZER = "Skipping variable loading for optimizer"
 
 
 def save(folder, model, epoch, trained=None):
@@ -57,19 +43,11 @@ def save(folder, model, epoch, trained=None):
         trained: the model being fitted, if it is not `model` (a distiller
             around it); its optimizer is saved.
     """
-    groups = _groups(model, trained, with_optimizer=True)
-    arrays = {
-        f"{kind}/{i}": keras.ops.convert_to_numpy(variable)
-        for kind, variables in groups.items()
-        for i, variable in enumerate(variables)
-    }
-    state = {
-        "epoch": int(epoch),
-        "counts": {kind: len(variables) for kind, variables in groups.items()},
-        "counters": registry.counters(model),
-    }
+    state = {"epoch": int(epoch), "techniques": saving.specs(model)}
     with atomic_dir(folder, replace=True) as tmp:
-        np.savez(tmp / "arrays.npz", **arrays)
+        model.save_weights(tmp / MODEL)
+        if trained is not None and trained is not model:
+            trained.save_weights(tmp / FITTED)
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
 
 
@@ -92,34 +70,45 @@ def restore(folder, model, trained=None, with_optimizer=True):
             whose optimizer is not used again).
 
     Raises:
-        UserError: if the rebuilt model's variables do not match (rerun
-            with --restart).
+        UserError: if the rebuilt stage does not match the checkpoint
+            (rerun with --restart).
     """
     state = json.loads((folder / "state.json").read_text())
-    if with_optimizer:
-        fitted = trained if trained is not None else model
-        if not fitted.optimizer.built:
-            fitted.optimizer.build(fitted.trainable_variables)
-    groups = _groups(model, trained, with_optimizer)
-    with np.load(folder / "arrays.npz") as arrays:
-        for kind, variables in groups.items():
-            if state["counts"].get(kind) != len(variables):
-                raise UserError(
-                    f"Checkpoint {folder} holds {state['counts'].get(kind)} "
-                    f"'{kind}' variables; the rebuilt stage has {len(variables)}. "
-                    "It was written by another version of the recipe or of "
-                    "tfaccel; rerun with --restart."
-                )
-            for i, variable in enumerate(variables):
-                value = arrays[f"{kind}/{i}"]
-                if tuple(value.shape) != tuple(variable.shape):
-                    raise UserError(
-                        f"Checkpoint {folder}: '{kind}/{i}' ({variable.path}) has "
-                        f"shape {value.shape}; the rebuilt stage has "
-                        f"{tuple(variable.shape)}. Rerun with --restart."
-                    )
-                variable.assign(value)
-    registry.set_counters(model, state["counters"])
+    rebuilt = saving.specs(model)
+    if state["techniques"] != rebuilt:
+        raise UserError(
+            f"Checkpoint {folder} does not fit the rebuilt stage: it was saved "
+            f"with techniques {sorted(state['techniques'])} set up otherwise than "
+            f"{sorted(rebuilt)} now. It was written by another version of the "
+            "recipe or of tfaccel; rerun with --restart."
+        )
+    fitted = model if trained is None else trained
+    if with_optimizer and not fitted.optimizer.built:
+        fitted.optimizer.build(fitted.trainable_variables)
+    path = folder / (MODEL if fitted is model or not with_optimizer else FITTED)
+    target = fitted if with_optimizer else model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            target.load_weights(path)
+        except ValueError as error:
+            first = str(error).strip().splitlines()[0][:200]
+            raise UserError(
+                f"Checkpoint {folder} does not fit the rebuilt stage ({first}). "
+                "It was written by another version of the recipe or of "
+                "tfaccel; rerun with --restart."
+            ) from error
+    skipped = [w for w in caught if _SKIPPED_OPTIMIZER in str(w.message)]
+    if with_optimizer and skipped:
+        raise UserError(
+            f"Checkpoint {folder} does not fit the rebuilt stage: "
+            f"{str(skipped[0].message).splitlines()[0]} Rerun with --restart."
+        )
+    for warning in caught:
+        if _SKIPPED_OPTIMIZER not in str(warning.message):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     return state["epoch"]
 
 
