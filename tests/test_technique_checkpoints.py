@@ -28,7 +28,9 @@ TARGETS = ["hidden/kernel", "out/kernel"]
 
 def _pruned_and_quantized():
     model = functional_mlp()
-    schedule = tfaccel.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=24, frequency=2)
+    schedule = tfaccel.PolynomialDecay(
+        0.0, 0.75, begin_step=0, end_step=24, frequency=2
+    )
     tfaccel.prune(model, TARGETS, schedule)
     tfaccel.quantize_aware(model, targets=TARGETS)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
@@ -66,7 +68,9 @@ def test_model_checkpoint_keras_files_reload_mid_technique(tmp_path):
     snapshot = _Snapshot()
     checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "epoch{epoch}.keras"))
     callbacks = [*tfaccel.callbacks(model), checkpoint, snapshot]
-    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+    model.fit(
+        x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks
+    )
     first = keras.saving.load_model(tmp_path / "epoch1.keras", safe_mode=True)
     _assert_same(_state(first), snapshot.states[0])
     assert int(numpy(first.optimizer.iterations)) == 8
@@ -85,7 +89,9 @@ def test_model_checkpoint_weights_load_into_the_same_techniques(tmp_path):
         str(tmp_path / "last.weights.h5"), save_weights_only=True
     )
     callbacks = [*tfaccel.callbacks(model), checkpoint, snapshot]
-    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
+    model.fit(
+        x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=callbacks
+    )
     fresh = _pruned_and_quantized()
     fresh.load_weights(tmp_path / "last.weights.h5")
     _assert_same(_state(fresh), snapshot.states[-1])

@@ -7,13 +7,12 @@ BART and T5 run the same techniques in each technique's own tests.
 """
 
 import keras
-import numpy as np
 import pytest
 from technique_checks import (
+    bart_data,
     functional_mlp,
     mlp_data,
     numpy,
-    bart_data,
     run_technique_test,
     seq2seq_data,
     tiny_bart,

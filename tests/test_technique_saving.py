@@ -23,7 +23,9 @@ BART_TARGETS = ["re:.*(attention|feedforward).*kernel"]
 def _prune(model, targets):
     # Masks change in the second epoch too (8 steps an epoch): the reloaded
     # model must take them on from where the saved one was.
-    schedule = tfaccel.PolynomialDecay(0.0, 0.75, begin_step=0, end_step=12, frequency=2)
+    schedule = tfaccel.PolynomialDecay(
+        0.0, 0.75, begin_step=0, end_step=12, frequency=2
+    )
     return tfaccel.prune(model, targets, schedule)
 
 
@@ -117,7 +119,9 @@ def _measured(model):
 
 @pytest.mark.parametrize("technique", sorted(TECHNIQUES))
 @pytest.mark.parametrize("model_name", sorted(MODELS))
-def test_save_reload_and_resume_as_if_never_interrupted(model_name, technique, tmp_path):
+def test_save_reload_and_resume_as_if_never_interrupted(
+    model_name, technique, tmp_path
+):
     model, x, y = _trained(model_name, technique)
     applied = [t.name for t in registry.applied(model)]
     path = tmp_path / "mid.keras"

@@ -184,8 +184,8 @@ def clustered_class(cls, attribute):
     order, as `keras.layers.Layer` does (Dense's own saving knows only its
     kernel and bias), so `save_weights` and `BackupAndRestore` keep the
     clustering state. One subclass is made per original class and cached.
-    Its name is `Clustered<Name>`, so a model still clustered does not
-    serialize as a plain one: strip it first.
+    Its name is `Clustered<Name>`; a saved model's config names the original
+    class, and loading clusters the layer again (`tfaccel.core.saving`).
     """
     key = (cls, attribute)
     if key not in _SUBCLASSES:

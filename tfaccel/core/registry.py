@@ -57,12 +57,12 @@ class Technique:
     # model -> {id(variable): str}: how each weight it changed is changed
     # ("2:4", "16 clusters", "int8"), for `tfaccel.summary`
     describe: typing.Callable | None = None
-    # model -> [variable]: state kept beside the model, which neither
-    # `model.variables` nor Keras's own checkpoints hold (a recipe stage
-    # checkpoint saves them)
+    # model -> [variable]: state kept beside the model, not in
+    # `model.variables`; `tfaccel.core.saving` writes it into Keras's
+    # weights files
     untracked_variables: typing.Callable | None = None
     # model -> JSON-able: the Python-side counters of its callback, and
-    # (model, saved) -> None to set them again when a stage resumes
+    # (model, saved) -> None to set them again when weights are loaded
     counters: typing.Callable | None = None
     set_counters: typing.Callable | None = None
     # model -> JSON-able or None: how it changed `model` itself (not nested
@@ -185,8 +185,8 @@ def describe(model):
 def untracked_variables(model):
     """Returns the state variables of `model` that Keras does not track.
 
-    In the techniques' order, then each technique's own: a stage checkpoint
-    matches them by position.
+    In the techniques' order, then each technique's own: a weights file
+    (`tfaccel.core.saving`) matches them by position.
     """
     return _joined("untracked_variables", model)
 

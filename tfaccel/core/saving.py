@@ -86,7 +86,6 @@ class TechniqueModel:
         attach(model)
         return model
 
-
     def compile_from_config(self, config):
         # As Keras's own, which skips a class with its own `compile` (each
         # keras-hub task): that model would reload with a fresh optimizer,

@@ -1,7 +1,9 @@
 """Pruning state kept beside a model: masks, schedule, step and constraints.
 
-The state is a plain Python object stored as `model._tfaccel_pruning`. Keras
-does not track it, so `model.weights` and the `.keras` file do not change.
+The state is a plain Python object stored as `model._tfaccel_pruning`, so
+`model.weights` does not change; `tfaccel.core.saving` writes its masks,
+step and counters into Keras's weights files, and the schedule and targets
+into the model's config (`prune.save_spec`).
 Masks reach the weights through `variable.constraint`: Keras 3 optimizers
 apply it in the training graph right after every update, so pruned weights
 stay exactly zero, even with `steps_per_execution > 1`.

@@ -1,7 +1,8 @@
 """QAT state kept beside a model: one record per quantized layer.
 
-As with pruning, the state is a plain Python object (`model._tfaccel_qat`)
-that Keras does not track. Quantized layers get an instance-level `call`
+As with pruning, the state is a plain Python object (`model._tfaccel_qat`),
+outside `model.weights`; `tfaccel.core.saving` saves its ranges and masks
+with the model's weights. Quantized layers get an instance-level `call`
 (or `_compute_attention`) that adds fake quantization, the way Keras's own
 `Layer.quantize()` changes a layer in place; `strip` bakes the weights and
 freezes the ranges, and `forget` puts the original methods back.

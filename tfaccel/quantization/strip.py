@@ -6,11 +6,11 @@ exactly on the int8 grid; its quantized layers keep an inference-only
 converter reads to build int8 kernels. Nothing in it is trained or updated
 any more: the range variables, step counts and sparsity masks are gone.
 
-Keras cannot hold those ranges in its own layers, so `export_spec` gives
-them as a JSON-able dict, which `tfaccel.models.save_model` writes inside
-the `.keras` file and `load_model` applies again with `restore`. Plain
-`keras.saving.load_model` reads the same file as a float model with the
-baked int8-grid weights.
+The frozen ranges are plain numbers, so `save_spec` (then `export_spec`)
+gives them in a JSON-able dict that the saved model's config keeps, and
+`keras.saving.load_model` applies again with `restore` (`tfaccel.core.saving`).
+While QAT trains, the spec lists the layers only; the range variables and
+masks travel in the weights file.
 """
 
 import re
