@@ -1,16 +1,20 @@
-"""Atomic publishing of files and folders.
+"""Atomic publishing of files and folders, and locks on what is published.
 
 Everything tfaccel writes for others to read (a baseline, an export, a
 report) is built under a temporary name next to its target and renamed into
 place only when complete, so a reader never sees a half-written folder.
+`exclusive` keeps a second process off a target another one is writing.
 """
 
 import contextlib
+import fcntl
 import glob
 import os
 import pathlib
 import shutil
 import uuid
+
+from tfaccel.errors import UserError
 
 
 def _sibling(path, tag):
@@ -97,3 +101,67 @@ def atomic_file(path):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(path, what):
+    """Holds an OS lock on `path` for the block; another holder is an error.
+
+    The lock is `flock` on a hidden `.<name>.lock` file beside `path`, which
+    holds the pid of the process that has it. The kernel releases it when
+    that process ends, however it ends, so a killed run never leaves a lock
+    that blocks the next one.
+
+    Args:
+        path: the folder or file the block writes.
+        what: what it is, for the error ("Run folder", "Export folder").
+
+    Raises:
+        UserError: another process holds the lock; it names that pid.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode(errors="replace").strip()
+            raise UserError(
+                f"{what} '{path}' is being written by process {holder or '?'}; "
+                f"wait for it to end, or stop it. Received: path={str(path)!r}"
+            ) from None
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def carry_over(source, target):
+    """Copies into `target` every entry of folder `source` that it lacks.
+
+    Files are hard-linked where the file system allows (they are never
+    rewritten in place: a publish renames whole folders), else copied.
+    """
+    source, target = pathlib.Path(source), pathlib.Path(target)
+    if not source.is_dir():
+        return
+    for entry in sorted(source.iterdir()):
+        destination = target / entry.name
+        if destination.exists() or destination.is_symlink():
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), destination)
+        elif entry.is_dir():
+            shutil.copytree(entry, destination, symlinks=True, copy_function=_link)
+        else:
+            _link(entry, destination)
+
+
+def _link(source, destination):
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)

@@ -363,6 +363,25 @@ def test_run_recipe_exports_keep_saved_model_versions(trained, monkeypatch):
         assert abs(exports[fmt]["test"]["wer"] - baseline_wer) <= 0.01, fmt
         assert exports[fmt]["max_difference"] <= 1e-3, fmt
 
+    # A rerun that exports no SavedModel merges too: published versions and
+    # files it did not make (a user's, a `tfaccel bench` result) stay, byte
+    # for byte.
+    (run / "notes.txt").write_text("mine")
+    versions = {
+        path.relative_to(run): path.read_bytes()
+        for path in sorted(run.glob("[12]/**/*"))
+        if path.is_file()
+    }
+    lean = parse_recipe(_tiny_recipe("tiny-export", root, export=["onnx"]))
+    run_recipe(lean, log=lambda line: None)
+    assert (run / "notes.txt").read_text() == "mine"
+    assert versions == {
+        path.relative_to(run): path.read_bytes()
+        for path in sorted(run.glob("[12]/**/*"))
+        if path.is_file()
+    }
+    assert not list(run.glob("3"))
+
 
 def test_run_recipe_passes_verify_min_agreement_to_export(trained, monkeypatch):
     from tfaccel.export import api

@@ -24,6 +24,7 @@ only then renamed into place. A file or folder of the same name from an
 earlier export is replaced in one rename; a SavedModel version never is.
 """
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -32,6 +33,7 @@ import tempfile
 
 import numpy as np
 
+from tfaccel._io import exclusive
 from tfaccel.errors import UserError
 from tfaccel.export import formats as registry
 from tfaccel.export.exporters import Artifact, ReferenceRun, is_qat
@@ -109,6 +111,7 @@ def export(
     atol=1e-3,
     min_agreement=0.9,
     log=None,
+    lock=True,
 ):
     """Exports a seq2seq model to each format, verifies it, and publishes it.
 
@@ -133,6 +136,9 @@ def export(
         min_agreement: the smallest share of greedy tokens equal to Keras's
             allowed for the reduced-precision formats.
         log: callable for progress lines (e.g. `print`), or None.
+        lock: True to hold an OS lock on `path` while exporting, so that a
+            second process exporting there stops with an error that names
+            this one (a recipe run, which locks its run folder, passes False).
 
     Returns:
         An `ExportResult`, one `Artifact` per format.
@@ -157,7 +163,17 @@ def export(
         representative = _representative(representative, sample_inputs)
     check_qat_formats(formats, is_qat(model))
     path = _writable(path)
-    reference = ReferenceRun(model, samples, source_length, max_length)
+    with exclusive(path, "Export folder") if lock else contextlib.nullcontext():
+        reference = ReferenceRun(model, samples, source_length, max_length)
+        artifacts = _export_each(
+            model, path, formats, reference, representative, atol, min_agreement, log
+        )
+    return ExportResult(str(path), artifacts)
+
+
+def _export_each(
+    model, path, formats, reference, representative, atol, min_agreement, log
+):
     artifacts = []
     for fmt in formats:
         log(f"Exporting {fmt} ...")
@@ -171,7 +187,7 @@ def export(
             f"tokens equal to Keras {artifact.agreement:.2%}"
         )
         artifacts.append(artifact)
-    return ExportResult(str(path), artifacts)
+    return artifacts
 
 
 def _check_formats(formats):

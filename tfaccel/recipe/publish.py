@@ -12,7 +12,7 @@ import shutil
 import time
 
 from tfaccel import tasks
-from tfaccel._io import atomic_dir
+from tfaccel._io import atomic_dir, carry_over
 from tfaccel.bench.layers import layer_rows
 from tfaccel.bench.machine import machine_info
 from tfaccel.bench.report import gpu_name, write_report
@@ -42,9 +42,9 @@ def publish(model, recipe, task, result, run_dir, resume, teacher_path, log, sta
         The report data (`tfaccel.bench.report.write_report`).
     """
     with atomic_dir(run_dir, replace=True) as tmp:
-        if "saved_model" in recipe.export:
-            # Earlier SavedModel versions survive the rerun: never rewritten.
-            copy_versions(run_dir, tmp)
+        # Earlier SavedModel versions survive the rerun, never rewritten; a
+        # new SavedModel export is the next version.
+        copy_versions(run_dir, tmp)
         if (resume / "logs").is_dir():
             shutil.copytree(resume / "logs", tmp / "logs")
         if recipe.stages:
@@ -68,7 +68,11 @@ def publish(model, recipe, task, result, run_dir, resume, teacher_path, log, sta
         result["machine"] = {**machine_info(), "gpu": gpu_name()}
         result["seconds"] = time.perf_counter() - start
         tasks.dump_json(result, tmp / "metrics.json")
-        return write_report(tmp)
+        report = write_report(tmp)
+        # What this run did not make stays: files of earlier runs (a
+        # `tfaccel bench` result) and the user's own.
+        carry_over(run_dir, tmp)
+        return report
 
 
 def _benchmark(model, baseline_path, recipe, task, folder, exports, log):
@@ -215,6 +219,7 @@ def export_artifacts(
         max_length=task.max_generate_length,
         min_agreement=min_agreement,
         log=log,
+        lock=False,  # the run holds its run folder's lock
     )
     for artifact in exported.artifacts:
         runner = api.load(artifact.format, artifact.path)

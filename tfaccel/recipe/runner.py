@@ -13,6 +13,7 @@ import tempfile
 import time
 
 from tfaccel import tasks
+from tfaccel._io import exclusive
 from tfaccel.bench.report import print_summary
 from tfaccel.distribute import (
     get_strategy,
@@ -69,7 +70,10 @@ def run_recipe(recipe, root=".", log=print, restart=False):
     )
     try:
         if is_chief(strategy):
-            return _run(recipe, root, log, restart, strategy, None)
+            # One process runs a recipe at a time: a second would resume
+            # the first's live checkpoints and publish over it.
+            with exclusive(recipe.run_dir(root), "Run folder"):
+                return _run(recipe, root, log, restart, strategy, None)
         # Non-chief workers train in step with the chief but write nothing
         # the user sees: their copies go to a scratch folder.
         with tempfile.TemporaryDirectory(prefix="tfaccel-worker-") as scratch:
