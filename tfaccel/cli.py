@@ -6,12 +6,14 @@ The subcommands and their flags are declared in `tfaccel.cli_parser`; this
 module holds the handler of each subcommand and `main`.
 """
 
+import errno
 import os
 import signal
 import sys
+import traceback
 
 from tfaccel.cli_parser import build_parser
-from tfaccel.errors import UserError, WorkerLostError
+from tfaccel.errors import DivergedError, UserError, WorkerLostError
 
 
 def _cmd_bench(args):
@@ -269,11 +271,42 @@ def main(argv=None):
     except WorkerLostError as error:
         print(f"tfaccel: error: {_one_line(error)}", file=sys.stderr)
         return 3
+    except DivergedError as error:
+        print(f"tfaccel: error: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if error.errno not in _ENVIRONMENT_ERRNOS:
+            return _internal_error()
+        # The machine's, not tfaccel's: a read-only folder, a full disk.
+        where = f" '{error.filename}'" if error.filename else ""
+        print(
+            f"tfaccel: error: cannot write{where}: {error.strerror}; nothing "
+            "half-written was published. Free space or pick a writable folder.",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(
             "tfaccel: interrupted; nothing half-written was published.", file=sys.stderr
         )
         return 130
+    except Exception:
+        return _internal_error()
+
+
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC}
+_ENVIRONMENT_ERRNOS.add(errno.EDQUOT)
+INTERNAL_ERROR = 70  # EX_SOFTWARE of sysexits.h
+
+
+def _internal_error():
+    traceback.print_exc()
+    print(
+        "tfaccel: internal error: this is a bug in tfaccel, not in your input. "
+        "Please report it with the traceback above.",
+        file=sys.stderr,
+    )
+    return INTERNAL_ERROR
 
 
 def _one_line(error):

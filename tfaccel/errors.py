@@ -30,6 +30,14 @@ class WorkerLostError(RuntimeError):
     """
 
 
+class DivergedError(RuntimeError):
+    """Training reached a non-finite loss; nothing was published.
+
+    The CLI prints the message as one line and exits with code 1, as for a
+    missed `assert` limit: the run did its work and the result is bad.
+    """
+
+
 class MissingExtraError(UserError, ImportError):
     """An optional dependency is missing; the message names the pip extra."""
 

@@ -639,3 +639,26 @@ def test_baseline_of_other_settings_never_replaces_the_cache(
     lines = []
     ensure_baseline(other, tmp_path, cache=True, log=lines.append)
     assert lines == [f"Reusing cached baseline {tmp_path / trained_into[0]}"]
+
+
+@pytest.mark.large
+def test_a_diverging_stage_publishes_nothing_and_keeps_the_baseline(
+    trained, monkeypatch
+):
+    from tfaccel.errors import DivergedError
+
+    root, _, _ = trained
+    monkeypatch.chdir(root.parent)
+    cache = root / "baseline-g2p-tiny"
+    before = {
+        p.relative_to(cache): p.read_bytes() for p in cache.rglob("*") if p.is_file()
+    }
+    spec = _prune_recipe("diverged", root, epochs=1)
+    spec["stages"][0]["learning_rate"] = 1e30
+    with pytest.raises(DivergedError, match="stage 'prune' diverged"):
+        run_recipe(parse_recipe(spec), log=lambda _: None)
+    assert not (root / "diverged").exists()
+    after = {
+        p.relative_to(cache): p.read_bytes() for p in cache.rglob("*") if p.is_file()
+    }
+    assert after == before

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import pathlib
 import time
 
@@ -17,7 +18,7 @@ from tfaccel.models import (
     SmoothedSparseCrossentropy,
     save_model,
 )
-from tfaccel.recipe.progress import RunProgress
+from tfaccel.recipe.progress import RunProgress, StopOnNonFiniteLoss
 
 
 @dataclasses.dataclass
@@ -51,6 +52,35 @@ class BaselineConfig:
     overrides: dict = dataclasses.field(default_factory=dict)
     seed: int = 0
     eval_examples: int = 500
+
+    def __post_init__(self):
+        counts = {"epochs": 1, "batch_size": 1, "seed": 0, "eval_examples": 0}
+        counts |= {"warmup_steps": 0, "max_examples": 1}
+        for key, low in counts.items():
+            value = getattr(self, key)
+            if value is None and key in ("warmup_steps", "max_examples"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(
+                    f"Baseline `{key}` must be an int >= {low}. "
+                    f"Received: {key}={value!r}"
+                )
+        rates = {"learning_rate": False, "weight_decay": True}
+        rates["label_smoothing"] = True
+        for key, zero in rates.items():
+            value = getattr(self, key)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+                or (value == 0 and not zero)
+            ):
+                least = ">= 0" if zero else "> 0"
+                raise UserError(
+                    f"Baseline `{key}` must be a finite number {least}. "
+                    f"Received: {key}={value!r}"
+                )
 
     @property
     def name(self):
@@ -182,7 +212,10 @@ def train_baseline(
             train,
             epochs=config.epochs,
             validation_data=valid,
-            callbacks=_callbacks(task, config, tmp),
+            callbacks=[
+                *_callbacks(task, config, tmp),
+                StopOnNonFiniteLoss("the baseline"),
+            ],
             shuffle=False,  # the dataset reshuffles itself each epoch
             verbose=verbose,
         )

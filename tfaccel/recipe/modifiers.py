@@ -16,7 +16,7 @@ _N_M = re.compile(r"(\d+):(\d+)")
 
 
 class _Config(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class PolynomialDecaySchedule(_Config):

@@ -1,8 +1,39 @@
-"""Progress lines with an estimate of the training time left."""
+"""Progress lines with an estimate of the training time left, and a stop
+for training that diverges."""
 
+import math
 import time
 
 import keras
+
+from tfaccel.errors import DivergedError
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops `fit` at the first batch whose loss is not finite.
+
+    Keras's `TerminateOnNaN` ends training quietly, and what follows (an
+    evaluation, a publish) would go on with NaN weights; this raises
+    `DivergedError` instead, with one line that says where.
+
+    Args:
+        what: what is trained, for the message ("stage 'prune'").
+    """
+
+    def __init__(self, what):
+        super().__init__()
+        self.what = what
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        raise DivergedError(
+            f"Training of {self.what} diverged: the loss is {float(loss)} at "
+            f"optimizer step {step}, so nothing is published. Lower the learning "
+            f"rate or check the data. Received: loss={float(loss)}"
+        )
 
 
 class RunProgress:

@@ -37,7 +37,7 @@ class Modifier(pydantic.BaseModel):
     Unknown keys are refused and values are not coerced (`"3"` is not `3`).
     """
 
-    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     # "module:function" the recipe runner calls to apply the modifier, as
     # `function(model, modifier, context)` with a `recipe.context.StageContext`;

@@ -78,7 +78,7 @@ RelativePath = Annotated[str, pydantic.AfterValidator(check_relative_path)]
 
 
 class _Config(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", strict=True)
+    model_config = pydantic.ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class TaskConfig(_Config):

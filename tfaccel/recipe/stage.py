@@ -15,7 +15,7 @@ from tfaccel import tasks
 from tfaccel._io import atomic_file
 from tfaccel.recipe import baseline as baseline_lib
 from tfaccel.recipe.context import StageContext
-from tfaccel.recipe.progress import RunProgress
+from tfaccel.recipe.progress import RunProgress, StopOnNonFiniteLoss
 from tfaccel.recipe.registry import WRAPS_FOR_TRAINING
 from tfaccel.recipe.sizes import model_size
 
@@ -176,6 +176,7 @@ def _fit(model, fitted, stage, train, steps, initial_epoch, folder, progress):
                 folder / "checkpoint", model, None if fitted is model else fitted
             ),
             progress.callback(f"stage '{stage.name}'"),
+            StopOnNonFiniteLoss(f"stage '{stage.name}'"),
         ],
         shuffle=False,
         verbose="auto",

@@ -1,0 +1,129 @@
+"""Exit codes: 0 done, 1 a missed assert or diverged training, 2 a user error
+or a bad file or machine, 3 a lost worker, 70 a bug (with its traceback),
+130 interrupted. Each non-zero code comes with one `tfaccel: error:` line.
+"""
+
+import errno
+
+import keras
+import numpy as np
+import pytest
+from cli_checks import assert_user_error
+
+from tfaccel import cli
+from tfaccel.errors import DivergedError
+from tfaccel.recipe.progress import StopOnNonFiniteLoss
+
+RECIPE = """\
+version: 1
+name: hostile
+task: {{name: g2p}}
+model: {{preset: tiny}}
+stages:
+  - name: prune
+    epochs: 1
+    learning_rate: {rate}
+    modifiers:
+      - type: magnitude_pruning
+        targets: ["re:.*kernel"]
+        schedule: {{type: polynomial_decay, final_sparsity: {sparsity}, end_epoch: 1}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("rate", "sparsity", "fragment"),
+    [
+        (".inf", "0.5", "learning_rate"),
+        ("-.inf", "0.5", "learning_rate"),
+        (".nan", "0.5", "learning_rate"),
+        ("1.0e-3", ".nan", "final_sparsity"),
+    ],
+)
+def test_a_recipe_number_that_is_not_finite_is_refused(
+    rate, sparsity, fragment, tmp_path, capsys
+):
+    path = tmp_path / "r.yaml"
+    path.write_text(RECIPE.format(rate=rate, sparsity=sparsity))
+    code = cli.main(["validate", str(path)])
+    assert_user_error(code, capsys.readouterr().err, fragment)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--epochs", "-1"], "`epochs` must be an int >= 1"),
+        (["--epochs", "0"], "`epochs` must be an int >= 1"),
+        (["--batch-size", "0"], "`batch_size` must be an int >= 1"),
+        (["--learning-rate", "inf"], "`learning_rate` must be a finite number"),
+        (["--learning-rate", "0"], "`learning_rate` must be a finite number > 0"),
+        (["--max-examples", "0"], "`max_examples` must be an int >= 1"),
+    ],
+)
+def test_baseline_settings_out_of_range_are_refused(args, fragment, tmp_path, capsys):
+    code = cli.main(["baseline", "--output-root", str(tmp_path), *args])
+    assert_user_error(code, capsys.readouterr().err, fragment)
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing saved
+
+
+def test_training_that_diverges_stops_with_one_line():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(1e30), "mse")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32") * 1e3
+    with pytest.raises(DivergedError, match="diverged: the loss is (nan|inf)"):
+        model.fit(
+            x,
+            x[:, :1],
+            batch_size=4,
+            epochs=3,
+            verbose=0,
+            callbacks=[StopOnNonFiniteLoss("the test model")],
+        )
+    assert int(model.optimizer.iterations.numpy()) < 48  # stopped early
+
+
+def _failing(error):
+    def command(args):
+        raise error
+
+    return command
+
+
+def _main_with(monkeypatch, error):
+    monkeypatch.setitem(cli.COMMANDS, "validate", _failing(error))
+    return cli.main(["validate", "any.yaml"])
+
+
+def test_diverged_training_exits_1(monkeypatch, capsys):
+    code = _main_with(monkeypatch, DivergedError("Training of stage 'x' diverged"))
+    stderr = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in stderr
+    assert stderr.strip() == "tfaccel: error: Training of stage 'x' diverged"
+
+
+@pytest.mark.parametrize("number", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_a_full_disk_or_read_only_folder_exits_2(number, monkeypatch, capsys):
+    error = OSError(number, "No space left", "savedmodels/run/model.keras")
+    code = _main_with(monkeypatch, error)
+    assert_user_error(
+        code, capsys.readouterr().err, "cannot write 'savedmodels/run/model.keras'"
+    )
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), KeyError("k"), OSError(errno.EBADF, "bad fd")]
+)
+def test_a_bug_exits_70_with_its_traceback_and_asks_for_a_report(
+    error, monkeypatch, capsys
+):
+    code = _main_with(monkeypatch, error)
+    stderr = capsys.readouterr().err
+    assert code == 70
+    assert "Traceback" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("tfaccel: internal error:")
+
+
+def test_interrupted_exits_130(monkeypatch, capsys):
+    code = _main_with(monkeypatch, KeyboardInterrupt())
+    assert code == 130
+    assert "interrupted" in capsys.readouterr().err
