@@ -127,3 +127,67 @@ def test_interrupted_exits_130(monkeypatch, capsys):
     code = _main_with(monkeypatch, KeyboardInterrupt())
     assert code == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_a_catastrophic_target_regex_matches_in_linear_time():
+    import time
+
+    from technique_checks import functional_mlp
+
+    import tfaccel
+
+    model = functional_mlp()
+    # `(.*a)*x` backtracks exponentially in Python's `re` on a path of a's;
+    # RE2 answers at once (here: it matches nothing, an error).
+    target = "(.*a)*x"
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="matches no trainable variable"):
+        tfaccel.prune(model, [target], tfaccel.ConstantSparsity(0.5, 0))
+    assert time.perf_counter() - start < 5
+    from tfaccel.core import patterns
+
+    start = time.perf_counter()
+    assert not patterns.fullmatch(target, "a" * 5000)
+    assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [("(?!x).*kernel", "no backreferences or lookarounds"), ("(a", "missing )")],
+)
+def test_a_target_re2_cannot_compile_is_refused_in_one_line(
+    target, fragment, tmp_path, capsys
+):
+    path = tmp_path / "r.yaml"
+    text = RECIPE.format(rate="1.0e-3", sparsity="0.5").replace("re:.*kernel", target)
+    path.write_text(text)
+    code = cli.main(["validate", str(path)])
+    assert_user_error(code, capsys.readouterr().err, fragment)
+
+
+def _laughs(levels, width=9):
+    lines = ['a0: &a0 ["lol"]']
+    for level in range(1, levels):
+        refs = ", ".join([f"*a{level - 1}"] * width)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_aliases_that_expand_past_the_budget_are_refused_at_once(tmp_path, capsys):
+    import time
+
+    path = tmp_path / "r.yaml"
+    # 9**12 values once expanded, in under 1 KB: refused before validation.
+    path.write_text(RECIPE.format(rate="1.0e-3", sparsity="0.5") + _laughs(12))
+    start = time.perf_counter()
+    code = cli.main(["validate", str(path)])
+    assert time.perf_counter() - start < 5
+    assert_user_error(code, capsys.readouterr().err, "aliases expand to more than")
+
+
+def test_a_few_aliases_stay_allowed(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    text = RECIPE.format(rate="1.0e-3", sparsity="0.5")
+    text = text.replace('targets: ["re:.*kernel"]', 'targets: &t ["re:.*kernel"]')
+    path.write_text(text)
+    assert cli.main(["validate", str(path)]) == 0

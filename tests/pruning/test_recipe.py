@@ -81,7 +81,7 @@ def test_modifier_validates_with_defaults():
         (
             'targets: ["re:.*(attention|feedforward).*kernel"]',
             'targets: ["re:(x"]',
-            "invalid regex",
+            "invalid target regex",
         ),
         ("type: polynomial_decay, ", "", "schedule"),
         ("type: polynomial_decay", "type: cosine", "schedule"),

@@ -1,7 +1,6 @@
 """Targets: regexes over `variable.path` that pick what a technique changes."""
 
-import re
-
+from tfaccel.core import patterns
 from tfaccel.errors import UserError
 
 _EXAMPLES = 5  # variable paths listed when a regex matches nothing
@@ -49,21 +48,16 @@ def fullmatch(target, path):
 
     An invalid regex matches nothing: `match_variables` reports it.
     """
-    try:
-        return re.fullmatch(target.removeprefix("re:"), path) is not None
-    except re.error:
-        return False
+    return patterns.fullmatch(target, path)
 
 
 def _compile(target):
-    if not isinstance(target, str):
-        raise UserError(f"A target must be a regex string. Received: {target=}")
-    text = target.removeprefix("re:")
     try:
-        return re.compile(text)
-    except re.error as error:
+        return patterns.compile_target(target)
+    except ValueError as error:
+        message = str(error)
         raise UserError(
-            f"Invalid target regex '{text}': {error}. Received: target={target!r}"
+            f"{message[0].upper()}{message[1:]}. Received: target={target!r}"
         ) from None
 
 
@@ -71,7 +65,7 @@ def _no_match_message(target, variables):
     examples = ", ".join(v.path for v in variables[:_EXAMPLES])
     return (
         f"The target regex '{target}' matches no trainable variable path "
-        f"(matched with re.fullmatch). Example paths: {examples}. "
+        f"(matched in full, with RE2). Example paths: {examples}. "
         f"Received: target={target!r}"
     )
 

@@ -152,6 +152,7 @@ def _parse_yaml(text, source):
     except (yaml.YAMLError, RecursionError) as error:
         raise RecipeError(_one_line(f"{source}: YAML error: {error}")) from None
     _check_duplicate_keys(node, source)
+    _check_expansion(node, source)
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
@@ -166,6 +167,36 @@ def _yaml_message(error, source):
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = error.problem or error.context or "invalid YAML"
     return _one_line(f"{source}: YAML syntax error{where}: {problem}")
+
+
+# The most values a recipe may hold once YAML aliases are expanded: the
+# shipped recipes hold under 200; a tree of aliases of aliases can hold
+# billions in a few kilobytes, and validating it would take hours.
+EXPANSION_BUDGET = 100_000
+
+
+def _check_expansion(node, source):
+    """Refuses a YAML tree whose aliases expand past `EXPANSION_BUDGET` values."""
+    sizes = {}  # id(node) -> values under it, aliases expanded
+
+    def size(item):
+        if id(item) not in sizes:
+            if isinstance(item, yaml.SequenceNode):
+                children = item.value
+            elif isinstance(item, yaml.MappingNode):
+                children = [part for pair in item.value for part in pair]
+            else:
+                children = []
+            sizes[id(item)] = min(
+                1 + sum(size(child) for child in children), EXPANSION_BUDGET + 1
+            )
+        return sizes[id(item)]
+
+    if node is not None and size(node) > EXPANSION_BUDGET:
+        raise RecipeError(
+            f"{source}: its YAML aliases expand to more than {EXPANSION_BUDGET:,} "
+            "values; write the recipe out, or alias less"
+        )
 
 
 def _check_duplicate_keys(node, source, path=(), seen=None):

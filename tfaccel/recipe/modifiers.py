@@ -10,6 +10,7 @@ from typing import Annotated, ClassVar, Literal
 import pydantic
 from pydantic import Field
 
+from tfaccel.core import patterns
 from tfaccel.recipe.registry import Modifier, register_modifier
 
 _N_M = re.compile(r"(\d+):(\d+)")
@@ -344,8 +345,5 @@ class Distillation(Modifier):
 
 def _check_regexes(targets):
     for target in targets:
-        try:
-            re.compile(target.removeprefix("re:"))
-        except re.error as error:
-            raise ValueError(f"invalid regex {target!r}: {error}") from None
+        patterns.compile_target(target)  # ValueError: pydantic reports it
     return targets
