@@ -191,3 +191,47 @@ def test_a_few_aliases_stay_allowed(tmp_path, capsys):
     text = text.replace('targets: ["re:.*kernel"]', 'targets: &t ["re:.*kernel"]')
     path.write_text(text)
     assert cli.main(["validate", str(path)]) == 0
+
+
+@pytest.mark.parametrize(
+    "overrides", ["{num_heads: two}", "{hidden_dim: 30, num_heads: 4}"]
+)
+def test_model_overrides_that_do_not_build_exit_2(overrides, tmp_path, capsys):
+    import yaml
+
+    from tfaccel.recipe.baseline import BaselineConfig, build_model
+    from tfaccel.tasks import get_task
+
+    config = BaselineConfig(preset="tiny", overrides=yaml.safe_load(overrides))
+    with pytest.raises(cli.UserError, match="do not build a 'tiny' model"):
+        build_model(config, get_task("g2p", 300))
+
+
+def test_a_recipe_may_not_take_the_baseline_cache_name(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    text = RECIPE.format(rate="1.0e-3", sparsity="0.5")
+    path.write_text(text.replace("name: hostile", "name: baseline-g2p-tiny"))
+    code = cli.main(["validate", str(path)])
+    assert_user_error(code, capsys.readouterr().err, "may not start with 'baseline-'")
+
+
+def test_a_corrupt_keras_file_is_a_one_line_error(tmp_path, capsys):
+    import zipfile
+
+    from tfaccel.models import Seq2SeqTransformer, save_model
+
+    model = Seq2SeqTransformer.from_preset("tiny", max_encoder_length=10)
+    model.generate(np.ones((1, 4), "int32"), 4)
+    good = tmp_path / "good.keras"
+    save_model(model, good)
+    # Flip one byte inside the stored weights: the zip's CRC no longer holds.
+    with zipfile.ZipFile(good) as archive:
+        info = archive.getinfo("model.weights.h5")
+    data = bytearray(good.read_bytes())
+    middle = info.header_offset + 30 + len(info.filename) + info.compress_size // 2
+    data[middle] ^= 0xFF
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.keras").write_bytes(bytes(data))
+    code = cli.main(["summary", str(bad / "model.keras")])
+    assert_user_error(code, capsys.readouterr().err, "Cannot load model")

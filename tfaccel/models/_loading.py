@@ -44,7 +44,9 @@ def load_model(path):
 
     try:
         model = keras.saving.load_model(path, safe_mode=True)
-    except (ValueError, TypeError, KeyError, OSError) as error:
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001  any corruption is a bad file
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(
             f"Cannot load model '{path}': {first[:200]}. Check that it was saved "

@@ -111,7 +111,19 @@ class GenerationMetrics(keras.callbacks.Callback):
 def build_model(config, task):
     """Returns an untrained model of `config.preset` sized for `task`."""
     overrides = {**task.model_overrides(), **config.overrides}
-    return Seq2SeqTransformer.from_preset(config.preset, **overrides)
+    try:
+        return Seq2SeqTransformer.from_preset(config.preset, **overrides)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as error:
+        # A value of the wrong type (`num_heads: two`) or a shape that does
+        # not fit (`hidden_dim` not divisible by `num_heads`).
+        first = " ".join(str(error).split())[:200]
+        raise UserError(
+            f"The model overrides {config.overrides} do not build a "
+            f"{config.preset!r} model: {type(error).__name__}: {first}. "
+            f"Received: overrides={config.overrides!r}"
+        ) from None
 
 
 def for_replicas(dataset, replicas):

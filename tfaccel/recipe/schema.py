@@ -72,6 +72,7 @@ EXPORT_FORMATS = export_formats.names()
 ExportFormat = Literal[EXPORT_FORMATS]
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+RESERVED_PREFIX = "baseline-"  # the baseline cache's folders
 
 
 class RecipeError(UserError):
@@ -156,6 +157,15 @@ class Recipe(_Config):
                 "run_name",
                 "not a valid run name (it names the output folder)",
                 {"allowed": f"{_NAME.pattern} without '..', at most 100 characters"},
+            )
+        if isinstance(value, str) and value.startswith(RESERVED_PREFIX):
+            # `baseline-<task>-<preset>` folders are the baseline cache: a
+            # run of that name would publish over a cached baseline.
+            raise PydanticCustomError(
+                "run_name",
+                "a run name may not start with 'baseline-': that names the "
+                "baseline cache",
+                {"allowed": "any other name, e.g. g2p-baseline"},
             )
         return value
 
