@@ -235,3 +235,43 @@ def test_a_corrupt_keras_file_is_a_one_line_error(tmp_path, capsys):
     (bad / "model.keras").write_bytes(bytes(data))
     code = cli.main(["summary", str(bad / "model.keras")])
     assert_user_error(code, capsys.readouterr().err, "Cannot load model")
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    from tfaccel.models import Seq2SeqTransformer, save_model
+
+    folder = tmp_path_factory.mktemp("model")
+    model = Seq2SeqTransformer.from_preset("tiny", max_encoder_length=10)
+    model.generate(np.ones((1, 4), "int32"), 4)
+    save_model(model, folder / "model.keras")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[]", "holds a JSON list"),
+        ("[1, 2]", "holds a JSON list"),
+        ("7", "holds a JSON int"),
+        ("{corrupt", "Cannot read"),
+        ('{"recipe": 5}', "names no task"),
+        ('{"recipe": {"task": []}}', "names no task"),
+        ('{"config": {"task": 5}}', "names no task"),
+        ("\xff\xfe", "Cannot read"),
+    ],
+)
+@pytest.mark.parametrize("command", ["export", "bench"])
+def test_a_bad_metrics_json_beside_a_model_exits_2(
+    command, text, fragment, model_folder, tmp_path, capsys
+):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.keras").symlink_to(model_folder / "model.keras")
+    (folder / "metrics.json").write_bytes(text.encode("latin-1"))
+    args = [command, str(folder)]
+    if command == "export":
+        args += ["--formats", "onnx", "--out", str(tmp_path / "out")]
+    code = cli.main(args)
+    assert_user_error(code, capsys.readouterr().err, fragment)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -9,6 +9,7 @@ place only when complete, so a reader never sees a half-written folder.
 import contextlib
 import fcntl
 import glob
+import json
 import os
 import pathlib
 import shutil
@@ -165,3 +166,26 @@ def _link(source, destination):
         os.link(source, destination)
     except OSError:
         shutil.copy2(source, destination)
+
+
+def read_json(path):
+    """Returns the JSON object (a dict) in file `path`.
+
+    Raises:
+        UserError: the file cannot be read, is not JSON, or holds another
+            JSON value than an object (`[]`, a number).
+    """
+    path = pathlib.Path(path)
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise UserError(
+            f"Cannot read '{path}': {reason}. Received: path={str(path)!r}"
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"'{path}' holds a JSON {type(data).__name__}, not the object tfaccel "
+            f"wrote there. Received: path={str(path)!r}"
+        )
+    return data

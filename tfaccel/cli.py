@@ -156,8 +156,13 @@ def _cmd_export(args):
             f"Unknown export format {', '.join(map(repr, unknown)) or '(none)'}. "
             f"Use any of: {', '.join(allowed)}. Received: --formats {args.formats}"
         )
+    from tfaccel.bench.targets import run_task
+
     path = _model_file(args.model)
-    task_name = args.task or _task_of(path.parent)
+    # A run trained on a subset has that subset's vocabularies.
+    task_name, max_examples = run_task(path.parent) or (None, None)
+    if args.task is not None and args.task != task_name:
+        task_name, max_examples = args.task, None
     if task_name is not None and task_name not in TASKS:
         raise UserError(f"Unknown task '{task_name}'. Use one of: {', '.join(TASKS)}.")
     if args.samples < 1:
@@ -171,7 +176,7 @@ def _cmd_export(args):
     model = load_model(path)
     options = {}
     if task_name is not None:
-        task = tasks.get_task(task_name)
+        task = tasks.get_task(task_name, max_examples)
         sources = task.sources("test")[: args.samples]
         options = {
             "sample_inputs": encode_sources(
@@ -232,18 +237,6 @@ def _model_file(given):
             f"(e.g. savedmodels/g2p-baseline). Received: {given}"
         )
     return path
-
-
-def _task_of(folder):
-    import json
-
-    metrics = folder / "metrics.json"
-    if not metrics.is_file():
-        return None
-    data = json.loads(metrics.read_text())
-    if "recipe" in data:
-        return data["recipe"]["task"]["name"]
-    return data.get("task", {}).get("task")
 
 
 COMMANDS = {

@@ -14,7 +14,7 @@ import subprocess
 import rich.console
 import rich.table
 
-from tfaccel._io import atomic_file
+from tfaccel._io import atomic_file, read_json
 from tfaccel.bench import timing
 from tfaccel.bench.markdown import format_number, render_markdown
 from tfaccel.errors import UserError
@@ -269,11 +269,7 @@ def write_report(run_dir):
             f"No metrics.json in '{run_dir}': pass a folder written by `tfaccel "
             f"run` (e.g. savedmodels/g2p-prune50-qat-int8). Received: {run_dir}"
         )
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(f"Cannot read '{path}': {error}") from None
-    report = build_report(metrics)
+    report = build_report(read_json(path))
     with atomic_file(run_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
     with atomic_file(run_dir / "report.md") as tmp:

@@ -8,9 +8,9 @@ an artifact, raw and gzipped. Nothing here imports TensorFlow.
 
 import dataclasses
 import gzip
-import json
 import pathlib
 
+from tfaccel._io import read_json
 from tfaccel.errors import UserError
 
 
@@ -112,10 +112,7 @@ def _unique_names(targets):
 
 def _metrics(folder):
     path = pathlib.Path(folder) / "metrics.json"
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as error:
-        raise UserError(f"'{path}' is not valid JSON: {error}") from error
+    return read_json(path) if path.is_file() else {}
 
 
 def resolve_task(targets, task=None):
@@ -124,7 +121,7 @@ def resolve_task(targets, task=None):
     `max_examples` is the run's data subset (smoke runs), so a run is scored
     on the test split it was trained against.
     """
-    found = {_run_task(t.run_dir) for t in targets if t.run_dir} - {None}
+    found = {run_task(t.run_dir) for t in targets if t.run_dir} - {None}
     if task is not None:
         from tfaccel.tasks import TASKS
 
@@ -142,14 +139,40 @@ def resolve_task(targets, task=None):
     return found.pop()
 
 
-def _run_task(folder):
+def run_task(folder):
+    """Returns `(task name, max_examples)` of a run or baseline folder, or None.
+
+    Read from the folder's `metrics.json`; None when it has none or names no
+    task. A run trained on a subset (`max_examples`) has that subset's
+    vocabularies, which `tfaccel.tasks.get_task(name, max_examples)` rebuilds.
+
+    Raises:
+        UserError: `metrics.json` is unreadable or not what tfaccel writes.
+    """
     data = _metrics(folder)
-    if "recipe" in data:  # written by `tfaccel run`
-        task = data["recipe"]["task"]
-        return task["name"], task.get("max_examples")
-    if "task" in data.get("config", {}):  # by `tfaccel baseline`
-        return data["config"]["task"], data["config"].get("max_examples")
-    return None
+    try:
+        if "recipe" in data:  # written by `tfaccel run`
+            task = data["recipe"]["task"]
+            found = task["name"], task.get("max_examples")
+        elif "task" in data.get("config", {}):  # by `tfaccel baseline`
+            found = data["config"]["task"], data["config"].get("max_examples")
+        else:
+            return None
+    except (AttributeError, KeyError, TypeError):
+        found = None
+    if found is None or not isinstance(found[0], str):
+        raise UserError(
+            f"'{pathlib.Path(folder) / 'metrics.json'}' names no task in the form "
+            "tfaccel writes; pass --task. Received: folder={!r}".format(str(folder))
+        )
+    if found[1] is not None and (
+        isinstance(found[1], bool) or not isinstance(found[1], int)
+    ):
+        raise UserError(
+            f"'{pathlib.Path(folder) / 'metrics.json'}' has a max_examples that is "
+            f"not an int. Received: max_examples={found[1]!r}"
+        )
+    return found
 
 
 def artifact_bytes(path):

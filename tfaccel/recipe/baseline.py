@@ -1,7 +1,6 @@
 """Training, evaluating and saving the fp32 baseline a recipe starts from."""
 
 import dataclasses
-import json
 import math
 import pathlib
 import time
@@ -10,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfaccel import tasks
-from tfaccel._io import atomic_dir
+from tfaccel._io import atomic_dir, read_json
 from tfaccel.core.counts import parameter_count
 from tfaccel.errors import UserError
 from tfaccel.models import (
@@ -280,4 +279,4 @@ def load_baseline(folder):
             f"No metrics.json beside the model in '{folder}'; retrain it with "
             f"`tfaccel baseline`. Received: folder={str(folder)!r}"
         )
-    return model, json.loads(metrics_path.read_text())
+    return model, read_json(metrics_path)

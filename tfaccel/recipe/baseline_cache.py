@@ -13,6 +13,7 @@ import json
 import pathlib
 
 from tfaccel import tasks
+from tfaccel._io import read_json
 from tfaccel.recipe import baseline as baseline_lib
 
 
@@ -87,7 +88,7 @@ def baseline_folder(config, output_root):
 
 def _saved_metrics(folder):
     path = folder / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _same_settings(saved, config):
