@@ -12,6 +12,7 @@ from pydantic import Field
 
 from tfaccel.core import patterns
 from tfaccel.recipe.registry import Modifier, register_modifier
+from tfaccel.recipe.sections import check_relative_path
 
 _N_M = re.compile(r"(\d+):(\d+)")
 
@@ -317,6 +318,13 @@ class Distillation(Modifier):
         default="baseline",
         description="'baseline' (the recipe's starting model) or a .keras path.",
     )
+
+    @pydantic.field_validator("teacher")
+    @classmethod
+    def _relative_teacher(cls, value):
+        # The same rule as `model.path`: no absolute path, no `..`.
+        return value if value == "baseline" else check_relative_path(value)
+
     temperature: float = Field(default=2.0, gt=0, description="Softmax temperature.")
     alpha: float = Field(
         default=0.5, ge=0, le=1, description="Weight of the hard-label loss."

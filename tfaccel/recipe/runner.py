@@ -106,7 +106,13 @@ def _run(recipe, root, log, restart, strategy, scratch):
         "stages": [],
     }
     resume = resume_folder(
-        recipe, output_root, restart, log, replicas, writable=not scratch
+        recipe,
+        output_root,
+        restart,
+        log,
+        replicas,
+        writable=not scratch,
+        inputs=_input_files(recipe, root, teacher_path),
     )
     task = tasks.get_task(recipe.task.name, recipe.task.max_examples)
     model = _run_stages(
@@ -133,6 +139,17 @@ def _run(recipe, root, log, restart, strategy, scratch):
     print_summary(report)
     log(f"Run folder: {run_dir} (report.md, report.png)")
     return result
+
+
+def _input_files(recipe, root, start):
+    """Returns the files the stages read: the starting model and any teacher."""
+    teachers = {
+        modifier.teacher
+        for stage in recipe.stages
+        for modifier in stage.modifiers
+        if getattr(modifier, "teacher", "baseline") != "baseline"
+    }
+    return [pathlib.Path(start), *sorted(pathlib.Path(t) for t in teachers)]
 
 
 def _start_model(recipe, root, config, log, strategy, scratch):
