@@ -275,3 +275,33 @@ def test_a_bad_metrics_json_beside_a_model_exits_2(
     code = cli.main(args)
     assert_user_error(code, capsys.readouterr().err, fragment)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_export_out_must_name_a_folder(model_folder, capsys):
+    code = cli.main(["export", str(model_folder), "--formats", "onnx", "--out", ""])
+    assert_user_error(code, capsys.readouterr().err, "--out must name a folder")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("model_fp32.tflite", b"TFL3" + bytes(range(256)) * 4),
+        ("model_fp32.tflite", b""),
+    ],
+)
+def test_bench_of_a_corrupt_tflite_exits_2(name, data, tmp_path, capsys):
+    (tmp_path / name).write_bytes(data)
+    code = cli.main(
+        ["bench", str(tmp_path / name), "--task", "g2p", "--out", str(tmp_path / "b")]
+    )
+    assert_user_error(code, capsys.readouterr().err, "Cannot load the tflite_fp32")
+
+
+def test_a_saved_model_base_with_a_backup_folder_is_read(tmp_path):
+    from tfaccel.bench.targets import find_targets
+
+    for name in ("1.bak", "2", "10x"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    (target,) = find_targets([str(tmp_path)])
+    assert target.path == str(tmp_path / "2")

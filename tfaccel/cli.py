@@ -158,6 +158,11 @@ def _cmd_export(args):
         )
     from tfaccel.bench.targets import run_task
 
+    if not args.out.strip():
+        raise UserError(
+            "--out must name a folder (it would write into the current one). "
+            f"Received: --out {args.out!r}"
+        )
     path = _model_file(args.model)
     # A run trained on a subset has that subset's vocabularies.
     task_name, max_examples = run_task(path.parent) or (None, None)

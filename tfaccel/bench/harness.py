@@ -210,7 +210,10 @@ def runtime_modules(fmt):
 
 
 def load_target(target, threads):
-    """Returns the runner of a `Target`: a Keras model or an export's runtime."""
+    """Returns the runner of a `Target`: a Keras model or an export's runtime.
+
+    A file its runtime cannot read is a `UserError`.
+    """
     from tfaccel.export import formats
 
     return formats.get(target.format).load(target.path, threads)

@@ -75,7 +75,9 @@ def _artifact_target(path, given):
         fmt = name if name in formats.names(runtime="litert") else "tflite_fp32"
         return Target(name, fmt, str(path), run_dir)
     # A SavedModel version folder, or a base folder: its newest version.
-    versions = [p.parent for p in path.glob("[0-9]*/saved_model.pb")]
+    versions = [
+        p.parent for p in path.glob("[0-9]*/saved_model.pb") if p.parent.name.isdigit()
+    ]
     versions = [path] if (path / "saved_model.pb").is_file() else versions
     for folder in sorted(versions, key=lambda p: -int(p.name)):
         return Target("saved_model", "saved_model", str(folder), _run_dir_of(folder))

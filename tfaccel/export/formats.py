@@ -115,11 +115,26 @@ class Format:
             path: the artifact's file or folder.
             threads: the runner's `num_threads` where it takes one; None
                 keeps its default.
+
+        Raises:
+            UserError: the runtime cannot read the artifact (a corrupt or
+                truncated file): one line, whatever the runtime raised.
         """
         options = (
             {} if threads is None or not self.threads else {"num_threads": threads}
         )
-        return _resolve(self.runner)(path, **options)
+        runner = _resolve(self.runner)
+        try:
+            return runner(path, **options)
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001  a corrupt artifact is a bad file
+            first = " ".join(str(error).split())[:200]
+            raise UserError(
+                f"Cannot load the {self.name} artifact at '{path}': "
+                f"{type(error).__name__}: {first}. Export it again. "
+                f"Received: path={str(path)!r}"
+            ) from None
 
 
 _REGISTRY = {}
