@@ -192,3 +192,35 @@ def test_summary_of_a_saved_model(tmp_path, capsys):
     assert "lm_head/kernel" in out and "total" in out
     assert f"{flops.parameter_count(model):,} parameters" in out
     assert f"{flops.kernel_macs(model):,} matmul MACs per token" in out
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m["stages"][0].pop("test"),
+        lambda m: m.update(stages=5),
+        lambda m: m["baseline"].update(test=[]),
+        lambda m: m.pop("recipe"),
+    ],
+)
+def test_report_of_a_malformed_run_exits_2(change, tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    change(metrics)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    code = main(["report", str(run)])
+    stderr = capsys.readouterr().err
+    # A report may leave out what it lacks; it never crashes.
+    assert code in (0, 2) and "Traceback" not in stderr, stderr
+    if code == 2:
+        assert_user_error(code, stderr, "metrics.json")
+
+
+def test_bench_reads_only_the_run_folders_own_files(tmp_path, capsys):
+    run = _run_dir(tmp_path)
+    (run / "model.keras").write_bytes(b"")
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["exports"]["tflite_int8"]["file"] = "../../../../etc/passwd"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    code = main(["bench", str(run)])
+    assert_user_error(code, capsys.readouterr().err, "outside the run folder")

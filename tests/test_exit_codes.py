@@ -305,3 +305,11 @@ def test_a_saved_model_base_with_a_backup_folder_is_read(tmp_path):
         (tmp_path / name / "saved_model.pb").write_bytes(b"")
     (target,) = find_targets([str(tmp_path)])
     assert target.path == str(tmp_path / "2")
+
+
+def test_a_schedule_that_ends_after_its_stage_is_refused(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    text = RECIPE.format(rate="1.0e-3", sparsity="0.5")
+    path.write_text(text.replace("end_epoch: 1}", "end_epoch: 3}"))
+    code = cli.main(["validate", str(path)])
+    assert_user_error(code, capsys.readouterr().err, "past the stage's 1 epoch(s)")

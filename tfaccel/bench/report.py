@@ -269,7 +269,13 @@ def write_report(run_dir):
             f"No metrics.json in '{run_dir}': pass a folder written by `tfaccel "
             f"run` (e.g. savedmodels/g2p-prune50-qat-int8). Received: {run_dir}"
         )
-    report = build_report(read_json(path))
+    try:
+        report = build_report(read_json(path))
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+        raise UserError(
+            f"'{path}' is not the metrics.json of a finished `tfaccel run`: "
+            f"{type(error).__name__}: {error}. Run it again. Received: {run_dir}"
+        ) from None
     with atomic_file(run_dir / "report.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
     with atomic_file(run_dir / "report.md") as tmp:

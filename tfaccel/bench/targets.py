@@ -52,7 +52,13 @@ def _run_targets(folder):
     for name, export in _metrics(folder).get("exports", {}).items():
         if name == "keras" or "file" not in export:  # "keras" is model.keras
             continue
-        path = folder / export["file"]
+        path = folder / str(export["file"])
+        if not path.resolve().is_relative_to(pathlib.Path(folder).resolve()):
+            raise UserError(
+                f"{folder}/metrics.json lists the export {name} at '{export['file']}', "
+                "outside the run folder; bench reads only the run's own files. "
+                f"Received: file={export['file']!r}"
+            )
         if not path.exists():
             raise UserError(
                 f"{folder}/metrics.json lists the export {name}, but '{path}' is "

@@ -211,6 +211,22 @@ class StageConfig(_Config):
             raise ValueError("a stage distills from one teacher: one 'distillation'")
         return modifiers
 
+    @pydantic.model_validator(mode="after")
+    def _schedules_within_the_stage(self):
+        # A schedule that ends after the stage's last epoch never reaches its
+        # final sparsity: the run would publish a model pruned less than asked.
+        for index, modifier in enumerate(self.modifiers):
+            schedule = getattr(modifier, "schedule", None)
+            end = getattr(schedule, "end_epoch", -1)
+            begin = getattr(schedule, "begin_epoch", 0)
+            if end > self.epochs or begin >= self.epochs:
+                raise ValueError(
+                    f"modifiers[{index}].schedule runs from epoch {begin} to "
+                    f"{end}, past the stage's {self.epochs} epoch(s); end it by "
+                    f"epoch {self.epochs}"
+                )
+        return self
+
 
 class BenchmarkConfig(_Config):
     """How to time whole-sequence generation on each exported runtime."""
