@@ -1,3 +1,8 @@
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from tfaccel._io import atomic_dir, atomic_file
@@ -74,3 +79,25 @@ def test_live_writers_temporary_folder_is_kept(tmp_path):
             (inner / "b").write_text("b")
         assert (outer / "a").exists()  # a live writer's folder is not stale
     assert [p.name for p in target.iterdir()] == ["a"]
+
+
+def test_scratch_folders_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    import tempfile
+
+    from tfaccel._io import scratch_dir
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    stale = tmp_path / f"tfaccel-tflite-pid{dead}-abc"
+    live = tmp_path / f"tfaccel-onnx-pid{os.getpid()}-def"
+    other = tmp_path / "tfaccel-notes"
+    for folder in (stale, live, other):
+        folder.mkdir()
+    with scratch_dir("tflite") as tmp:
+        assert pathlib.Path(tmp).name.startswith(f"tfaccel-tflite-pid{os.getpid()}-")
+        assert not stale.exists() and live.exists() and other.exists()
+    assert not pathlib.Path(tmp).exists()

@@ -11,7 +11,8 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
+
+from tfaccel._io import scratch_dir
 
 
 def run_module(module, spec, env=None, capture_stderr=False):
@@ -31,7 +32,7 @@ def run_module(module, spec, env=None, capture_stderr=False):
         `(process, result)`: the `subprocess.CompletedProcess`, and the dict
         the child wrote, or None when it wrote none.
     """
-    with tempfile.TemporaryDirectory(prefix="tfaccel-child-") as tmp:
+    with scratch_dir("child") as tmp:
         spec_path, result_path = pathlib.Path(tmp, "spec"), pathlib.Path(tmp, "out")
         spec_path.write_text(json.dumps(spec))
         child_env = {**os.environ, **(env or {})}

@@ -12,7 +12,9 @@ import glob
 import json
 import os
 import pathlib
+import re
 import shutil
+import tempfile
 import uuid
 
 from tfaccel.errors import UserError
@@ -189,3 +191,22 @@ def read_json(path):
             f"wrote there. Received: path={str(path)!r}"
         )
     return data
+
+
+_SCRATCH_PID = re.compile(r"^tfaccel-.+-pid(\d+)-")
+
+
+@contextlib.contextmanager
+def scratch_dir(kind):
+    """Yields a temporary folder `tfaccel-<kind>-pid<pid>-...`, removed after.
+
+    A process killed with SIGKILL leaves its scratch folders behind; each new
+    one first removes those of processes that are gone.
+    """
+    root = pathlib.Path(tempfile.gettempdir())
+    for folder in root.glob("tfaccel-*-pid*-*"):
+        match = _SCRATCH_PID.match(folder.name)
+        if match and folder.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"tfaccel-{kind}-pid{os.getpid()}-") as tmp:
+        yield tmp

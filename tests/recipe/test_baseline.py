@@ -658,6 +658,8 @@ def test_a_diverging_stage_publishes_nothing_and_keeps_the_baseline(
     with pytest.raises(DivergedError, match="stage 'prune' diverged"):
         run_recipe(parse_recipe(spec), log=lambda _: None)
     assert not (root / "diverged").exists()
+    # It failed in its first epoch: no checkpoint, so no resume folder either.
+    assert not (root / ".diverged.resume").exists()
     after = {
         p.relative_to(cache): p.read_bytes() for p in cache.rglob("*") if p.is_file()
     }

@@ -11,11 +11,10 @@ atol, agree)` and returns an `Artifact`.
 import dataclasses
 import gzip
 import pathlib
-import tempfile
 
 import numpy as np
 
-from tfaccel._io import atomic_dir, atomic_file
+from tfaccel._io import atomic_dir, atomic_file, scratch_dir
 from tfaccel.errors import UserError
 from tfaccel.export import formats
 
@@ -155,7 +154,7 @@ def export_onnx(model, path, fmt, reference, representative, atol, agree):
         if fmt == "onnx":
             onnx.convert(model, tmp, reference.source_length, reference.max_length)
         else:
-            with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as plain:
+            with scratch_dir("onnx") as plain:
                 onnx.convert(
                     model, plain, reference.source_length, reference.max_length
                 )
@@ -171,7 +170,7 @@ def export_tensorrt(model, path, fmt, reference, representative, atol, agree):
 
     target = path / formats.get(fmt).artifact
     with atomic_dir(target, replace=True) as tmp:
-        with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as plain:
+        with scratch_dir("onnx") as plain:
             onnx.convert(model, plain, reference.source_length, reference.max_length)
             tensorrt.build(plain, tmp, max_batch=len(reference.samples))
         runner = tensorrt.TensorRTModel(tmp)

@@ -27,11 +27,10 @@ its own:
 import contextlib
 import logging
 import pathlib
-import tempfile
 
 import numpy as np
 
-from tfaccel._io import atomic_file
+from tfaccel._io import atomic_file, scratch_dir
 from tfaccel.errors import UserError
 from tfaccel.export import signatures
 from tfaccel.export._onnx_ops import handlers as _handlers
@@ -101,7 +100,7 @@ def _saved_model(model, source_length, target_length):
     import tensorflow as tf
 
     archive = signatures.generation_archive(model, source_length, target_length)
-    with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-") as tmp:
+    with scratch_dir("onnx") as tmp:
         archive.write_out(tmp, verbose=False)
         yield tf.saved_model.load(tmp)
 

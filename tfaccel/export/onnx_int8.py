@@ -7,8 +7,8 @@ graphs, `quantize_dynamic` here stores their weights as int8, and
 
 import importlib.util
 import pathlib
-import tempfile
 
+from tfaccel._io import scratch_dir
 from tfaccel.export import onnx as onnx_export
 
 
@@ -40,7 +40,7 @@ def quantize_dynamic(folder_in, folder_out, per_channel=True):
     folder_in = pathlib.Path(folder_in)
     onnx_export._check_folder(folder_in)
     protos = {}
-    with tempfile.TemporaryDirectory(prefix="tfaccel-onnx-int8-") as tmp:
+    with scratch_dir("onnx-int8") as tmp:
         for name, file in onnx_export.FILES.items():
             protos[name] = _quantize_one(
                 folder_in / file, pathlib.Path(tmp), per_channel

@@ -30,10 +30,10 @@ Modes:
 
 import contextlib
 import pathlib
-import tempfile
 
 import numpy as np
 
+from tfaccel._io import scratch_dir
 from tfaccel.errors import UserError
 from tfaccel.export import generation, signatures
 from tfaccel.export.runner import Runner
@@ -129,7 +129,7 @@ def convert_model(model, mode, representative=None):
                 "The representative dataset for TFLite mode 'int8' is empty; pass "
                 "at least one input batch from the training split."
             )
-    with tempfile.TemporaryDirectory(prefix="tfaccel-tflite-") as folder:
+    with scratch_dir("tflite") as folder:
         model.export(folder, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         _configure(converter, mode)
@@ -261,7 +261,7 @@ def _bounded_attention(layer):
 @contextlib.contextmanager
 def _saved_model(model, source_length, target_length):
     archive = signatures.generation_archive(model, source_length, target_length)
-    with tempfile.TemporaryDirectory(prefix="tfaccel-tflite-") as folder:
+    with scratch_dir("tflite") as folder:
         path = pathlib.Path(folder) / "saved_model"
         archive.write_out(str(path), verbose=False)
         yield path

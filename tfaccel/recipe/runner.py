@@ -9,11 +9,10 @@ and handles the strategy and worker roles around them.
 
 import pathlib
 import shutil
-import tempfile
 import time
 
 from tfaccel import tasks
-from tfaccel._io import exclusive
+from tfaccel._io import exclusive, scratch_dir
 from tfaccel.bench.report import print_summary
 from tfaccel.distribute import (
     get_strategy,
@@ -76,7 +75,7 @@ def run_recipe(recipe, root=".", log=print, restart=False):
                 return _run(recipe, root, log, restart, strategy, None)
         # Non-chief workers train in step with the chief but write nothing
         # the user sees: their copies go to a scratch folder.
-        with tempfile.TemporaryDirectory(prefix="tfaccel-worker-") as scratch:
+        with scratch_dir("worker") as scratch:
             return _run(recipe, root, log, restart, strategy, pathlib.Path(scratch))
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
         if not is_multi_worker(strategy):
@@ -115,18 +114,22 @@ def _run(recipe, root, log, restart, strategy, scratch):
         inputs=_input_files(recipe, root, teacher_path),
     )
     task = tasks.get_task(recipe.task.name, recipe.task.max_examples)
-    model = _run_stages(
-        model,
-        recipe,
-        task,
-        config,
-        resume,
-        scratch,
-        teacher_path,
-        result,
-        log,
-        strategy,
-    )
+    try:
+        model = _run_stages(
+            model,
+            recipe,
+            task,
+            config,
+            resume,
+            scratch,
+            teacher_path,
+            result,
+            log,
+            strategy,
+        )
+    except BaseException:
+        _drop_if_empty(resume)
+        raise
     if scratch:
         log("Stages done; the chief worker writes the run folder")
         return result
@@ -139,6 +142,16 @@ def _run(recipe, root, log, restart, strategy, scratch):
     print_summary(report)
     log(f"Run folder: {run_dir} (report.md, report.png)")
     return result
+
+
+def _drop_if_empty(resume):
+    # A run that failed before its first checkpoint (an epoch's, or a
+    # finished stage's result) leaves nothing to resume: no folder either.
+    if resume is None or not resume.is_dir():
+        return
+    done = [*resume.glob("*/checkpoint/state.json"), *resume.glob("*/result.json")]
+    if not done:
+        shutil.rmtree(resume, ignore_errors=True)
 
 
 def _input_files(recipe, root, start):
