@@ -82,15 +82,17 @@ def _cmd_baseline(args):
         seed=args.seed,
         **{k: v for k, v in given.items() if v is not None},
     )
-    _, metrics = train_baseline(config, args.output_root)
+    from tfaccel.recipe.baseline_cache import baseline_folder
+
+    # A baseline of other settings goes beside the cached one, never over it
+    # (the shipped reference included).
+    folder = baseline_folder(config, args.output_root)
+    _, metrics = train_baseline(config, args.output_root, name=folder.name)
     print(
         f"Test ({metrics['test']['examples']} examples): "
         f"{format_metrics(metrics['test'])}"
     )
-    print(
-        f"Saved {args.output_root}/{config.name}/ "
-        f"(trained in {metrics['train_seconds'] / 60:.1f} min)"
-    )
+    print(f"Saved {folder}/ (trained in {metrics['train_seconds'] / 60:.1f} min)")
     return 0
 
 

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from tfaccel import tasks
-from tfaccel._io import atomic_dir, read_json
+from tfaccel._io import atomic_dir, exclusive, read_json
 from tfaccel.core.counts import parameter_count
 from tfaccel.errors import UserError
 from tfaccel.models import (
@@ -217,7 +217,7 @@ def train_baseline(
         model = build_model(config, task)
         compile_model(model, config, steps_per_epoch * config.epochs)
     out = pathlib.Path(output_root) / (name or config.name)
-    with atomic_dir(out, replace=True) as tmp:
+    with exclusive(out, "Baseline folder"), atomic_dir(out, replace=True) as tmp:
         start = time.perf_counter()
         history = model.fit(
             train,
