@@ -91,11 +91,15 @@ def test_the_lock_is_per_target_and_not_reentrant_across_processes(tmp_path):
             with exclusive(tmp_path / "a", "Export folder"):
                 pass
         with exclusive(tmp_path / "b", "Export folder"):  # another target
-            pass
+            assert (tmp_path / ".b.lock").read_text() == str(os.getpid())
+        assert not (tmp_path / ".b.lock").exists()  # removed on release
     finally:
         _stop(holder)
+    # The killed holder's file is left; the next holder takes it over.
+    assert (tmp_path / ".a.lock").read_text() == str(holder.pid)
     with exclusive(tmp_path / "a", "Export folder"):
         pass
+    assert not (tmp_path / ".a.lock").exists()
 
 
 RECIPE = """\

@@ -111,9 +111,10 @@ def exclusive(path, what):
     """Holds an OS lock on `path` for the block; another holder is an error.
 
     The lock is `flock` on a hidden `.<name>.lock` file beside `path`, which
-    holds the pid of the process that has it. The kernel releases it when
-    that process ends, however it ends, so a killed run never leaves a lock
-    that blocks the next one.
+    holds the pid of the process that has it and is removed on release. The
+    kernel releases the lock when that process ends, however it ends, so a
+    killed run never leaves a lock that blocks the next one (only its file,
+    which the next holder takes over).
 
     Args:
         path: the folder or file the block writes.
@@ -125,21 +126,39 @@ def exclusive(path, what):
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(f".{path.name}.lock")
-    handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    handle = _lock_file(lock, path, what)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(handle, 32, 0).decode(errors="replace").strip()
-            raise UserError(
-                f"{what} '{path}' is being written by process {holder or '?'}; "
-                f"wait for it to end, or stop it. Received: path={str(path)!r}"
-            ) from None
         os.ftruncate(handle, 0)
         os.pwrite(handle, str(os.getpid()).encode(), 0)
         yield
     finally:
-        os.close(handle)  # releases the lock
+        # Unlinked before it is unlocked: a process that opened this file
+        # meanwhile finds it is no longer the file at `lock`, and retries.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(handle)
+
+
+def _lock_file(lock, path, what):
+    """Returns an open descriptor of `lock` that holds its `flock`."""
+    while True:
+        handle = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode(errors="replace").strip()
+            os.close(handle)
+            raise UserError(
+                f"{what} '{path}' is being written by process {holder or '?'}; "
+                f"wait for it to end, or stop it. Received: path={str(path)!r}"
+            ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(handle).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return handle
+        os.close(handle)  # the last holder removed it as we opened it
 
 
 def carry_over(source, target):
