@@ -78,13 +78,7 @@ def test_the_reference_seq2seq_model(technique):
     model = tiny_model(build=True)
     x, y = seq2seq_data(model, batch=8)
 
-    def fit(model, callbacks):
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        model.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=callbacks)
-
+    fit = _token_fit(x, y)
     apply = TECHNIQUES[technique](SEQ2SEQ_TARGETS)
     run_technique_test(model, apply, fit, x, atol=ATOL[technique])
     _check_summary(model, SEQ2SEQ_TARGETS, technique)
@@ -95,6 +89,15 @@ def test_a_keras_hub_bart(technique):
     model = tiny_bart()
     x, y = bart_data()
 
+    fit = _token_fit(x, y)
+    apply = TECHNIQUES[technique](SEQ2SEQ_TARGETS)
+    run_technique_test(model, apply, fit, x, atol=ATOL[technique])
+    _check_summary(model, SEQ2SEQ_TARGETS, technique)
+
+
+def _token_fit(x, y):
+    """Returns `fit(model, callbacks)` for an encoder-decoder on token ids."""
+
     def fit(model, callbacks):
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
@@ -102,9 +105,7 @@ def test_a_keras_hub_bart(technique):
         )
         model.fit(x, y, batch_size=4, shuffle=False, verbose=0, callbacks=callbacks)
 
-    apply = TECHNIQUES[technique](SEQ2SEQ_TARGETS)
-    run_technique_test(model, apply, fit, x, atol=ATOL[technique])
-    _check_summary(model, SEQ2SEQ_TARGETS, technique)
+    return fit
 
 
 def _check_summary(model, targets, technique):

@@ -54,7 +54,7 @@ def missing_extra(module, extra):
 def error_line(error, limit=500):
     """`"TypeName: message"` on one line, cut to `limit` characters of message.
 
-    For errors recorded in a JSON report rather than raised.
+    For errors recorded in a JSON report, or quoted inside a `UserError`.
     """
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:limit]}"

@@ -20,7 +20,7 @@ Importing this module imports no TensorFlow (the recipe schema reads it).
 import dataclasses
 import importlib
 
-from tfaccel.errors import UserError
+from tfaccel.errors import UserError, error_line
 
 # How an export is checked against the Keras model: its first decode steps'
 # logits within `atol` (float arithmetic), or its greedy tokens (formats
@@ -129,10 +129,9 @@ class Format:
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001  a corrupt artifact is a bad file
-            first = " ".join(str(error).split())[:200]
             raise UserError(
                 f"Cannot load the {self.name} artifact at '{path}': "
-                f"{type(error).__name__}: {first}. Export it again. "
+                f"{error_line(error, 200)}. Export it again. "
                 f"Received: path={str(path)!r}"
             ) from None
 

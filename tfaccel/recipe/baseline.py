@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfaccel import tasks
 from tfaccel._io import atomic_dir, exclusive, read_json
 from tfaccel.core.counts import parameter_count
-from tfaccel.errors import UserError
+from tfaccel.errors import UserError, error_line
 from tfaccel.models import (
     Seq2SeqTransformer,
     SmoothedSparseCrossentropy,
@@ -117,10 +117,9 @@ def build_model(config, task):
     except (TypeError, ValueError) as error:
         # A value of the wrong type (`num_heads: two`) or a shape that does
         # not fit (`hidden_dim` not divisible by `num_heads`).
-        first = " ".join(str(error).split())[:200]
         raise UserError(
             f"The model overrides {config.overrides} do not build a "
-            f"{config.preset!r} model: {type(error).__name__}: {first}. "
+            f"{config.preset!r} model: {error_line(error, 200)}. "
             f"Received: overrides={config.overrides!r}"
         ) from None
 
