@@ -1,0 +1,243 @@
+"""Times the lean LiteRT graphs against the traced ones and CTranslate2.
+
+One process, one rotation (`tfaccel.bench.timing.benchmark`), the same
+weights for every runtime:
+
+- `tflite_traced`: today's `tflite_dynamic` export (the traced Keras
+  graph, int8 weights, float activations; Python drives each step);
+- `lean_int8`: the lean graph (`tfaccel.export.lean`), int8 weights,
+  whole greedy loop in one `generate` call;
+- `lean_int8_steps`: the same file, Python driving `decode_step`;
+- `lean_fp32`: the lean graph in float32;
+- `ct2_int8`, `ct2_float32`: CTranslate2 on the same weights
+  (`tfaccel.export.ctranslate2`).
+
+With a trained baseline every runtime is scored on the test split (WER);
+with `--random-weights` every sequence runs `--tokens` steps (no EOS stop).
+It also reports the decode step alone: each runtime's seconds per step
+against the memory-bound floor (the int8 kernels one step reads, over
+this machine's measured copy bandwidth), and the lean step's op count.
+
+    python tools/lean_speed.py \\
+        --baseline ../shared/models/baseline-g2p-small/model.keras
+    python tools/lean_speed.py --preset base --random-weights --tokens 32
+
+CTranslate2 picks its int8 GEMM by CPU vendor; on AMD, run once more with
+`CT2_USE_MKL=1` in the environment and keep the faster.
+"""
+
+import argparse
+import collections
+import functools
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from peers import baseline_task, pin_threads  # noqa: E402
+
+
+def _parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--baseline", help="a trained model.keras (task from metrics.json)"
+    )
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--task", default="g2p")
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--eval-examples", type=int, default=None)
+    parser.add_argument("--skip", nargs="*", default=[])
+    parser.add_argument("--out", help="write the results as JSON here")
+    return parser
+
+
+def _load(args):
+    import keras
+
+    from tfaccel import tasks
+    from tfaccel.models import Seq2SeqTransformer, load_model
+
+    if args.random_weights:
+        task = tasks.get_task(args.task)
+        keras.utils.set_random_seed(0)
+        model = Seq2SeqTransformer.from_preset(args.preset, **task.model_overrides())
+        return task, model
+    path = pathlib.Path(args.baseline)
+    name, max_examples = baseline_task(path.parent)
+    return tasks.get_task(name or args.task, max_examples), load_model(path)
+
+
+def _vocabulary(task, side):
+    from tfaccel.data.vocabulary import RESERVED_TOKENS
+
+    vocab = task.source_vocab if side == "source" else task.target_vocab
+    return list(RESERVED_TOKENS) + list(vocab.tokens)
+
+
+def build(model, task, args, folder):
+    from tfaccel.export import ctranslate2 as ct2
+    from tfaccel.export import lean, tflite
+    from tfaccel.export.architecture import describe
+
+    arch = describe(model)
+    target = task.max_generate_length + 1
+    runners, files = {}, {}
+    if "tflite_traced" not in args.skip:
+        data = tflite.convert(model, "dynamic", task.max_source_length, target - 1)
+        files["tflite_traced"] = data
+        runners["tflite_traced"] = tflite.LiteRTModel(data, args.threads)
+    lean_module = lean.LeanModule(arch, target)
+    for weights in ("int8", "fp32"):
+        data = lean.convert_tflite(lean_module, weights)
+        files[f"lean_{weights}"] = data
+        runners[f"lean_{weights}"] = lean.LeanLiteRT(data, args.threads)
+        if weights == "int8":
+            runners["lean_int8_steps"] = lean.LeanLiteRT(data, args.threads, "python")
+    if "ct2" not in args.skip:
+        ct2_folder = folder / "ct2"
+        source = None if args.random_weights else _vocabulary(task, "source")
+        target_tokens = None if args.random_weights else _vocabulary(task, "target")
+        ct2.convert(arch, ct2_folder, source, target_tokens)
+        for compute in ("int8", "float32"):
+            runners[f"ct2_{compute}"] = ct2.CT2Model(ct2_folder, compute, args.threads)
+    return arch, runners, files
+
+
+def step_seconds(runner, ids, steps=32, repeats=20):
+    """Median seconds of one decode step: `steps` steps, minus the encode."""
+
+    def once(n):
+        start = time.perf_counter()
+        runner.generate(ids, n, stop_at_eos=False)
+        return time.perf_counter() - start
+
+    short, long = [], []
+    for _ in range(repeats):
+        short.append(once(2))
+        long.append(once(steps))
+    return (np.median(long) - np.median(short)) / (steps - 2)
+
+
+def lean_ops(data):
+    from tfaccel.export.tflite_inspect import op_report
+
+    counts = collections.Counter(
+        row["op"] for row in op_report(data) if row["subgraph"] == "decode_step"
+    )
+    return sum(counts.values()), dict(counts.most_common())
+
+
+def main(argv=None):
+    from tfaccel._io import scratch_dir
+    from tfaccel.bench import timing
+    from tfaccel.bench.roofline import measure_bandwidth
+    from tfaccel.data import encode_sources
+
+    args = _parser().parse_args(argv)
+    pin_threads(args.threads)
+    task, model = _load(args)
+    with scratch_dir("lean-speed") as folder:
+        arch, runners, files = build(model, task, args, pathlib.Path(folder))
+        sources = task.sources("test")
+        max_length = args.tokens if args.random_weights else task.max_generate_length
+        timed = {
+            name: functools.partial(
+                runner.generate, stop_at_eos=not args.random_weights
+            )
+            for name, runner in runners.items()
+        }
+        rows = timing.benchmark(
+            timed,
+            sources,
+            batch_sizes=args.batch_sizes,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            encode=lambda b: encode_sources(
+                b, task.source_vocab, task.max_source_length
+            ),
+            max_length=max_length,
+            width=task.max_source_length,
+        )
+        ct2_best = {
+            row["batch_size"]: min(
+                r["p50_ms"]
+                for r in rows
+                if r["name"].startswith("ct2_int8")
+                and r["batch_size"] == row["batch_size"]
+            )
+            for row in rows
+            if "ct2_int8" in runners
+        }
+        for row in rows:
+            best = ct2_best.get(row["batch_size"])
+            row["vs_ct2_int8"] = None if best is None else best / row["p50_ms"]
+        bandwidth = measure_bandwidth(threads=args.threads)["bandwidth_gbs"]
+        floor = arch.kernel_bytes(1) / (bandwidth * 1e9)
+        word = encode_sources(sources[:1], task.source_vocab, task.max_source_length)
+        steps = {
+            name: step_seconds(runners[name], word, min(32, task.max_generate_length))
+            for name in runners
+            if name != "lean_int8"  # its steps are inside one call
+        }
+        total_ops, ops = lean_ops(files["lean_int8"])
+        scores = {}
+        if not args.random_weights:
+            for name, runner in runners.items():
+                if name != "lean_int8_steps":
+                    scores[name] = task.evaluate(runner, "test", args.eval_examples)
+    report = {
+        "model": str(args.baseline or f"{args.preset} (random weights)"),
+        "threads": args.threads,
+        "rows": rows,
+        "bandwidth_gbs": bandwidth,
+        "floor_ms": floor * 1e3,
+        "int8_step_bytes": arch.kernel_bytes(1),
+        "step_ms": {k: v * 1e3 for k, v in steps.items()},
+        "floor_fraction": {k: floor / v for k, v in steps.items()},
+        "lean_decode_step_ops": total_ops,
+        "lean_decode_step_op_kinds": ops,
+        "scores": scores,
+        "ct2_use_mkl": os.environ.get("CT2_USE_MKL"),
+    }
+    _print(report)
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(report, indent=2, default=float))
+
+
+def _print(report):
+    print(f"{report['model']}, {report['threads']} thread(s)")
+    for row in report["rows"]:
+        ratio = row["vs_ct2_int8"]
+        print(
+            f"  batch {row['batch_size']:>2} {row['name']:<16} "
+            f"{row['p50_ms']:8.2f} ms p50  "
+            + ("" if ratio is None else f"x{ratio:.2f} vs ct2_int8")
+        )
+    print(
+        f"floor {report['floor_ms']:.3f} ms/step "
+        f"({report['int8_step_bytes'] / 1e6:.1f} MB int8 at "
+        f"{report['bandwidth_gbs']:.1f} GB/s)"
+    )
+    for name, ms in report["step_ms"].items():
+        fraction = report["floor_fraction"][name]
+        print(f"  step {name:<16} {ms:.3f} ms = {fraction:.0%} of floor")
+    kinds = report["lean_decode_step_op_kinds"]
+    print(f"lean decode_step ops: {report['lean_decode_step_ops']} {kinds}")
+    for name, score in report["scores"].items():
+        print(f"  WER {name:<16} {score['wer']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
