@@ -192,6 +192,10 @@ def _cmd_export(args):
             "representative": [task.representative_sources()],
             "source_length": task.max_source_length,
             "max_length": task.max_generate_length,
+            "vocabularies": (
+                task.source_vocab.all_tokens,
+                task.target_vocab.all_tokens,
+            ),
         }
         print(f"Verifying on {len(sources)} {task_name} test sources")
     else:

@@ -111,7 +111,7 @@ def build(model, task, args, folder):
         target_tokens = None if args.random_weights else _vocabulary(task, "target")
         ct2.convert(arch, ct2_folder, source, target_tokens)
         for compute in ("int8", "float32"):
-            runners[f"ct2_{compute}"] = ct2.CT2Model(ct2_folder, compute, args.threads)
+            runners[f"ct2_{compute}"] = ct2.CT2Model(ct2_folder, args.threads, compute)
     return arch, runners, files
 
 

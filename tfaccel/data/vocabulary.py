@@ -58,6 +58,11 @@ class Vocabulary:
         return cls(sorted({token for seq in sequences for token in seq}))
 
     @property
+    def all_tokens(self):
+        """Every token by id: the reserved ones, then the real ones."""
+        return list(self._token_of)
+
+    @property
     def size(self):
         """Number of ids, including the 4 reserved ones."""
         return len(self._token_of)

@@ -112,6 +112,7 @@ def export(
     min_agreement=0.9,
     log=None,
     lock=True,
+    vocabularies=None,
 ):
     """Exports a seq2seq model to each format, verifies it, and publishes it.
 
@@ -139,6 +140,9 @@ def export(
         lock: True to hold an OS lock on `path` while exporting, so that a
             second process exporting there stops with an error that names
             this one (a recipe run, which locks its run folder, passes False).
+        vocabularies: `(source tokens, target tokens)`, each the full list by
+            id (`Vocabulary.all_tokens`), for formats that store strings
+            (`ctranslate2*`); None writes each id as its token.
 
     Returns:
         An `ExportResult`, one `Artifact` per format.
@@ -164,7 +168,9 @@ def export(
     check_qat_formats(formats, is_qat(model))
     path = _writable(path)
     with exclusive(path, "Export folder") if lock else contextlib.nullcontext():
-        reference = ReferenceRun(model, samples, source_length, max_length)
+        reference = ReferenceRun(
+            model, samples, source_length, max_length, vocabularies
+        )
         artifacts = _export_each(
             model, path, formats, reference, representative, atol, min_agreement, log
         )

@@ -29,6 +29,15 @@ import numpy as np
 from tfaccel.errors import UserError
 
 COMPUTE_TYPES = ("float32", "int8", "int8_float32")
+# The export format of each compute type (`tfaccel.export.formats`).
+COMPUTE_TYPE_OF = {
+    "ctranslate2": "float32",
+    "ctranslate2_int8": "int8",
+    "ctranslate2_int8_float32": "int8_float32",
+}
+# Written beside CTranslate2's files: the compute type the folder was
+# quantized for, which `CT2Model` loads it with.
+_SETTINGS = "tfaccel.json"
 
 
 def _require():
@@ -45,13 +54,15 @@ def _require():
 def _tokens(given, size, side):
     if given is None:
         return [str(i) for i in range(size)]
-    tokens = list(given)
-    if len(tokens) != size:
+    tokens = [str(t) for t in given]
+    if len(tokens) > size or len(set(tokens)) != len(tokens):
         raise UserError(
-            f"The {side} vocabulary has {len(tokens)} tokens but the model's "
-            f"embedding has {size} rows. Received: {len(tokens)} tokens"
+            f"The {side} vocabulary must be unique tokens, at most one per "
+            f"embedding row ({size}). Received: {len(tokens)} tokens, "
+            f"{len(set(tokens))} unique"
         )
-    return tokens
+    # Rows no token uses (an embedding sized up) get placeholder names.
+    return tokens + [f"<unused{i}>" for i in range(len(tokens), size)]
 
 
 def spec_of(arch):
@@ -165,19 +176,25 @@ def _ffn(target, block):
     _norm(target.layer_norm, block.ffn_norm)
 
 
-def convert(arch, folder, source_tokens=None, target_tokens=None):
-    """Writes `arch` as a CTranslate2 model folder (float32 weights).
-
-    The compute type is chosen when loading (`CT2Model(compute_type=...)`):
-    CTranslate2 quantizes float32 weights to int8 as it loads them.
+def convert(
+    arch, folder, source_tokens=None, target_tokens=None, compute_type="float32"
+):
+    """Writes `arch` as a CTranslate2 model folder.
 
     Args:
         arch: an `Architecture`.
         folder: an empty or missing folder.
-        source_tokens, target_tokens: the full vocabularies (reserved
+        source_tokens, target_tokens: the full vocabularies by id (reserved
             tokens first), or None for the ids as tokens.
+        compute_type: one of `COMPUTE_TYPES`; the weights are stored
+            quantized for it, and `CT2Model` loads the folder with it.
     """
     _require()
+    if compute_type not in COMPUTE_TYPES:
+        raise UserError(
+            f"compute_type must be one of {', '.join(COMPUTE_TYPES)}. "
+            f"Received: compute_type={compute_type!r}"
+        )
     spec = spec_of(arch)
     spec.register_source_vocabulary(
         _tokens(source_tokens, arch.source_embedding.shape[0], "source")
@@ -190,9 +207,11 @@ def convert(arch, folder, source_tokens=None, target_tokens=None):
     spec.config.eos_token = _special(target_tokens, arch.eos_id, "</s>")
     spec.config.decoder_start_token = spec.config.bos_token
     spec.validate()
-    spec.optimize(quantization=None)
-    pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+    spec.optimize(quantization=None if compute_type == "float32" else compute_type)
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     spec.save(str(folder))
+    (folder / _SETTINGS).write_text(json.dumps({"compute_type": compute_type}))
 
 
 def _special(tokens, index, default):
@@ -206,15 +225,24 @@ class CT2Model:
 
     Args:
         folder: the model folder (`convert`).
-        compute_type: `"float32"`, `"int8"` or `"int8_float32"`.
         num_threads: intra-op threads.
+        compute_type: one of `COMPUTE_TYPES`, or None for the one the
+            folder was written for.
 
     Attributes:
         runtime: `"CTranslate2 <version>"`.
     """
 
-    def __init__(self, folder, compute_type="float32", num_threads=1):
+    def __init__(self, folder, num_threads=1, compute_type=None):
         ctranslate2 = _require()
+        folder = pathlib.Path(folder)
+        if compute_type is None:
+            settings = folder / _SETTINGS
+            compute_type = (
+                json.loads(settings.read_text())["compute_type"]
+                if settings.is_file()
+                else "float32"
+            )
         if compute_type not in COMPUTE_TYPES:
             raise UserError(
                 f"compute_type must be one of {', '.join(COMPUTE_TYPES)}. "
@@ -228,18 +256,54 @@ class CT2Model:
             inter_threads=1,
         )
         self.runtime = f"CTranslate2 {ctranslate2.__version__}"
-        folder = pathlib.Path(folder)
+        self.compute_type = compute_type
         self._source_tokens = _read_vocabulary(folder, "source")
         self._target_tokens = _read_vocabulary(folder, "target")
         self._target_ids = {t: i for i, t in enumerate(self._target_tokens)}
         config = json.loads((folder / "config.json").read_text())
         self._eos = self._target_ids[config["eos_token"]]
-        self.target_length = None
+
+    def _sources(self, ids):
+        return [[self._source_tokens[i] for i in row if i != 0] for row in ids]
+
+    def first_steps(self, padded_ids, tokens=(1, 5)):
+        """Logits of the first two decode steps: BOS, then `tokens[1]`.
+
+        CTranslate2 returns a step's logits with `return_logits_vocab`; the
+        second step's input is forced with a one-token target prefix.
+        """
+        if len(tokens) != 2 or tokens[0] != 1:
+            raise ValueError(
+                f"first_steps feeds BOS then one token. Received: {tokens}"
+            )
+        sources = self._sources(np.asarray(padded_ids))
+        # At its last allowed step CTranslate2 forces EOS, so each call
+        # allows one step more than it reads.
+        first = self.translator.translate_batch(
+            sources, beam_size=1, max_decoding_length=2, return_logits_vocab=True
+        )
+        second = self.translator.translate_batch(
+            sources,
+            beam_size=1,
+            max_decoding_length=3,
+            target_prefix=[[self._target_tokens[tokens[1]]]] * len(sources),
+            return_logits_vocab=True,
+        )
+        steps = [
+            [np.asarray(r.logits[0][0], np.float32) for r in first],
+            [np.asarray(r.logits[0][1], np.float32) for r in second],
+        ]
+        logits = np.concatenate([np.stack(step) for step in steps])
+        # CTranslate2 never ends a sequence at its first step: it reports
+        # EOS's logit there as the lowest float. That logit is unknown, not
+        # different.
+        logits[logits <= np.finfo(np.float32).min / 2] = np.nan
+        return logits
 
     def generate(self, encoder_token_ids, max_length=32, stop_at_eos=True):
         """Greedy decoding: int32 `(batch, max_length)`, EOS included, 0 after."""
         ids = np.asarray(encoder_token_ids)
-        sources = [[self._source_tokens[i] for i in row if i != 0] for row in ids]
+        sources = self._sources(ids)
         max_length = int(max_length or 32)
         results = self.translator.translate_batch(
             sources,

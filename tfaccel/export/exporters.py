@@ -61,12 +61,15 @@ class ReferenceRun:
         logits: `(2 * batch, vocab)`, the first two decode steps' logits
             (BOS, then token 5).
         tokens: the Keras model's greedy tokens `(batch, max_length)`.
+        vocabularies: `(source tokens, target tokens)` by id, or None, for
+            formats that store token strings (CTranslate2).
     """
 
-    def __init__(self, model, samples, source_length, max_length):
+    def __init__(self, model, samples, source_length, max_length, vocabularies=None):
         from keras import ops
 
         self.model = model
+        self.vocabularies = vocabularies
         self.samples = samples
         self.source_length = source_length
         self.max_length = max_length
@@ -86,7 +89,9 @@ class ReferenceRun:
         from tfaccel.export import verify
 
         logits = runner.first_steps(self.samples, _STEP_TOKENS)
-        difference = float(np.max(np.abs(logits - self.logits)))
+        # NaN marks a logit the runtime does not report (CTranslate2's EOS
+        # at the first step); every other logit is compared.
+        difference = float(np.nanmax(np.abs(logits - self.logits)))
         tokens = runner.generate(self.samples, self.max_length)
         agreement = verify.token_agreement(list(self.tokens), list(tokens))["tokens"]
         # A QAT model's Keras forward pass is fake-quantized; the float
@@ -174,6 +179,35 @@ def export_tensorrt(model, path, fmt, reference, representative, atol, agree):
             onnx.convert(model, plain, reference.source_length, reference.max_length)
             tensorrt.build(plain, tmp, max_batch=len(reference.samples))
         runner = tensorrt.TensorRTModel(tmp)
+        check = reference.compare(fmt, runner, atol, agree)
+        runtime = runner.runtime
+    return _artifact(fmt, target, runtime, check)
+
+
+def export_lean_tflite(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import lean
+
+    weights = formats.get(fmt).weights
+    module = lean.build(model, reference.max_length + 1)
+    data = lean.convert_tflite(module, weights)
+    target = path / formats.get(fmt).artifact
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(data)
+        check = reference.compare(fmt, lean.LeanLiteRT(tmp), atol, agree)
+    return _artifact(fmt, target, _litert_version(), check)
+
+
+def export_ctranslate2(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import ctranslate2
+    from tfaccel.export.architecture import describe
+
+    arch = describe(model)
+    compute_type = ctranslate2.COMPUTE_TYPE_OF[fmt]
+    source, target_tokens = reference.vocabularies or (None, None)
+    target = path / formats.get(fmt).artifact
+    with atomic_dir(target, replace=True) as tmp:
+        ctranslate2.convert(arch, tmp, source, target_tokens, compute_type)
+        runner = ctranslate2.CT2Model(tmp)
         check = reference.compare(fmt, runner, atol, agree)
         runtime = runner.runtime
     return _artifact(fmt, target, runtime, check)

@@ -294,6 +294,44 @@ register(
         modules=("tfaccel.export.tensorrt",),
     )
 )
+# Lean graphs (`tfaccel.export.lean`): written from the architecture
+# description rather than traced; `generate` runs the whole greedy loop.
+for _name, _verified, _weights in (
+    ("tflite_lean", "tokens", "int8"),
+    ("tflite_lean_fp32", "logits", "fp32"),
+):
+    register(
+        Format(
+            _name,
+            runtime="litert",
+            artifact=f"model_{_name.removeprefix('tflite_')}.tflite",
+            verified_by=_verified,
+            exporter=f"{_EXPORTERS}:export_lean_tflite",
+            runner="tfaccel.export.lean:LeanLiteRT",
+            threads=True,
+            weights=_weights,
+            modules=("ai_edge_litert.interpreter", "tfaccel.export.lean"),
+        )
+    )
+# CTranslate2 (the optional extra `tfaccel[ctranslate2]`), by compute type.
+for _name, _verified, _weights in (
+    ("ctranslate2", "logits", "fp32"),
+    ("ctranslate2_int8", "tokens", "int8"),
+    ("ctranslate2_int8_float32", "tokens", "int8"),
+):
+    register(
+        Format(
+            _name,
+            runtime="ctranslate2",
+            artifact=_name,
+            verified_by=_verified,
+            exporter=f"{_EXPORTERS}:export_ctranslate2",
+            runner="tfaccel.export.ctranslate2:CT2Model",
+            threads=True,
+            weights=_weights,
+            modules=("ctranslate2", "tfaccel.export.ctranslate2"),
+        )
+    )
 # Written by the recipe runner (`tfaccel.recipe.publish`), run in Keras.
 register(
     Format(

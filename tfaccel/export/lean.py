@@ -80,7 +80,9 @@ class LeanModule:
         t = self.target_length
 
         ids = tf.TensorSpec((None, None), tf.int32, "encoder_token_ids")
-        module.encode = tf.function(self._encode, input_signature=[ids])
+        module.encode = tf.function(
+            self._encode, input_signature=[ids], autograph=False
+        )
         step_specs = [
             tf.TensorSpec((None, 1), tf.int32, "token_ids"),
             tf.TensorSpec((), tf.int32, "index"),
@@ -98,7 +100,7 @@ class LeanModule:
             ]
         step_specs.append(tf.TensorSpec((None, 1, 1, None), tf.float32, "encoder_bias"))
         module.decode_step = tf.function(
-            self._decode_step_flat, input_signature=step_specs
+            self._decode_step_flat, input_signature=step_specs, autograph=False
         )
         module.generate = tf.function(
             self._generate,
@@ -107,6 +109,9 @@ class LeanModule:
                 tf.TensorSpec((), tf.int32, "max_length"),
                 tf.TensorSpec((), tf.bool, "stop_at_eos"),
             ],
+            # No autograph: the loop is an explicit `tf.while_loop`, and
+            # tracing does not depend on re-reading this file's source.
+            autograph=False,
         )
 
     # === Weights ===

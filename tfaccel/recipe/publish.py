@@ -220,6 +220,7 @@ def export_artifacts(
         min_agreement=min_agreement,
         log=log,
         lock=False,  # the run holds its run folder's lock
+        vocabularies=(task.source_vocab.all_tokens, task.target_vocab.all_tokens),
     )
     for artifact in exported.artifacts:
         runner = api.load(artifact.format, artifact.path)
