@@ -3,8 +3,8 @@
 One process, one rotation (`tfaccel.bench.timing.benchmark`), the same
 weights for every runtime:
 
-- `tflite_traced`: today's `tflite_dynamic` export (the traced Keras
-  graph, int8 weights, float activations; Python drives each step);
+- `tflite_traced`: the traced Keras graph's int8 file (`tflite_int8` of a
+  QAT model, `tflite_dynamic` of a float one; Python drives each step);
 - `lean_int8`: the lean graph (`tfaccel.export.lean`), int8 weights,
   whole greedy loop in one `generate` call;
 - `lean_int8_steps`: the same file, Python driving `decode_step`;
@@ -90,17 +90,24 @@ def build(model, task, args, folder):
     from tfaccel.export import ctranslate2 as ct2
     from tfaccel.export import lean, tflite
     from tfaccel.export.architecture import describe
+    from tfaccel.export.exporters import is_qat, weights_per_channel
 
     arch = describe(model)
     target = task.max_generate_length + 1
     runners, files = {}, {}
+    qat = is_qat(model)
     if "tflite_traced" not in args.skip:
-        data = tflite.convert(model, "dynamic", task.max_source_length, target - 1)
+        # tfaccel's int8 file of the traced graph: full int8 for a QAT model
+        # (its trained ranges), dynamic-range int8 weights otherwise.
+        mode = "qat" if qat else "dynamic"
+        data = tflite.convert(model, mode, task.max_source_length, target - 1)
         files["tflite_traced"] = data
         runners["tflite_traced"] = tflite.LiteRTModel(data, args.threads)
     lean_module = lean.LeanModule(arch, target)
     for weights in ("int8", "fp32"):
-        data = lean.convert_tflite(lean_module, weights)
+        data = lean.convert_tflite(
+            lean_module, weights, per_channel=weights_per_channel(model)
+        )
         files[f"lean_{weights}"] = data
         runners[f"lean_{weights}"] = lean.LeanLiteRT(data, args.threads)
         if weights == "int8":

@@ -10,6 +10,11 @@ one process, on the same batches of real test sources:
 - `tflite_dynamic`: TFLite dynamic-range post-training quantization;
 - `onnx`, `onnx_int8`: ONNX Runtime fp32, and after `quantize_dynamic`;
 - `keras_int8`: Keras's own `Model.quantize("int8")`;
+- `ctranslate2`, `ctranslate2_int8`: CTranslate2 (the engine of OpenNMT,
+  Marian and faster-whisper models) on the same weights, written through
+  its spec API (`tfaccel.export.ctranslate2`). It picks its int8 GEMM by
+  CPU vendor: on AMD, time it again with `CT2_USE_MKL=1` and keep the
+  faster;
 - `tfmot_int8`, `tfmot_int8_calibrated`: the tf_keras twin, pruned 50% and
   trained quantization-aware with tfmot (`tfaccel.compat`), converted to
   TFLite int8 without and with representative data, decoded in LiteRT
@@ -64,6 +69,8 @@ DESCRIPTIONS = {
     "onnx": "ONNX Runtime fp32, key/value cache",
     "onnx_int8": "ONNX Runtime quantize_dynamic int8, key/value cache",
     "keras_int8": 'Keras Model.quantize("int8")',
+    "ctranslate2": "CTranslate2 float32, the same weights through its spec API",
+    "ctranslate2_int8": "CTranslate2 int8, the same weights through its spec API",
     "tfmot_int8": "tfmot on the tf_keras twin: prune 50% + QAT, TFLite int8, no cache",
     "tfmot_int8_calibrated": "as tfmot_int8, converted with representative data",
 }
@@ -356,6 +363,7 @@ def build_export(model, ctx, fmt):
         max_length=task.max_generate_length,
         min_agreement=0.0,  # a peer that disagrees is measured, not refused
         log=ctx.log,
+        vocabularies=(task.source_vocab.all_tokens, task.target_vocab.all_tokens),
     )
     artifact = result[fmt]
     info = {
@@ -459,6 +467,8 @@ BUILDERS = {
     "onnx": functools.partial(build_export, fmt="onnx"),
     "onnx_int8": functools.partial(build_export, fmt="onnx_int8"),
     "keras_int8": build_keras_int8,
+    "ctranslate2": functools.partial(build_export, fmt="ctranslate2"),
+    "ctranslate2_int8": functools.partial(build_export, fmt="ctranslate2_int8"),
     "tfmot_int8": functools.partial(build_tfmot, calibrated=False),
     "tfmot_int8_calibrated": functools.partial(build_tfmot, calibrated=True),
 }

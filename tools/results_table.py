@@ -355,7 +355,7 @@ def render_png(entries, key, path):
     figure.savefig(path, format="png")
 
 
-def build(peers_path, run_folders, max_loss=2.0):
+def build(peers_path, run_folders, max_loss=1.5):
     """Returns `(entries, score key, best peer, peers dict, notes)`."""
     peers = _read(peers_path)
     entries = peer_entries(peers)
@@ -379,8 +379,8 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="the Markdown file to write")
     parser.add_argument("--plot", help="the PNG to write (score against latency)")
     parser.add_argument(
-        "--max-loss", type=float, default=2.0,
-        help="points of score a peer may lose and still be the best peer (2.0)",
+        "--max-loss", type=float, default=1.5,
+        help="points of score a peer may lose and still be the best peer (1.5)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     entries, key, best, peers, notes = build(args.peers, args.runs, args.max_loss)

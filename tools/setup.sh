@@ -4,7 +4,8 @@
 #     and word lists (wamerican, wbritish), the unlabelled words that the
 #     distillation recipes have the teacher label;
 #   - a virtualenv in .venv with tfaccel installed (editable) with its dev
-#     extras and tfmot (the Keras 2 peer that tests compare schedules with).
+#     extras, tfmot (the Keras 2 peer that tests compare schedules with) and
+#     CTranslate2 (the ctranslate2 export formats, and the fastest peer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,5 +28,5 @@ fi
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,tfmot]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,tfmot,ctranslate2]"
 echo "tfaccel is set up in .venv ($(.venv/bin/python --version))"

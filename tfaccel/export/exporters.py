@@ -53,6 +53,16 @@ def is_qat(model):
     return qat is not None and bool(qat.find_states(model))
 
 
+def weights_per_channel(model):
+    """A QAT model's weight granularity (its weights sit on that grid); True
+    for any other model."""
+    from tfaccel.core import registry
+
+    qat = registry.get("quantization")
+    states = qat.find_states(model) if qat is not None else []
+    return all(state.config.per_channel for _, state in states)
+
+
 class ReferenceRun:
     """The Keras model's outputs on the sample inputs, computed once.
 
@@ -189,7 +199,7 @@ def export_lean_tflite(model, path, fmt, reference, representative, atol, agree)
 
     weights = formats.get(fmt).weights
     module = lean.build(model, reference.max_length + 1)
-    data = lean.convert_tflite(module, weights)
+    data = lean.convert_tflite(module, weights, per_channel=weights_per_channel(model))
     target = path / formats.get(fmt).artifact
     with atomic_file(target) as tmp:
         tmp.write_bytes(data)

@@ -35,12 +35,18 @@ runs that file. Signatures (inputs and outputs by name):
   after it (with `stop_at_eos` false, every row runs `max_length` steps).
 """
 
+import json
+import pathlib
+
 import numpy as np
 
-from tfaccel.export import generation
+from tfaccel.errors import UserError
+from tfaccel.export import generation, tflite_metadata
 from tfaccel.export.architecture import describe
 
 ENCODE, DECODE_STEP, GENERATE = "encode", "decode_step", "generate"
+# The metadata entry holding `LeanModule.contract()` in a `.tflite` file.
+CONTRACT = "tfaccel.contract"
 _NEG = -1e9
 
 
@@ -113,6 +119,32 @@ class LeanModule:
             # tracing does not depend on re-reading this file's source.
             autograph=False,
         )
+
+    def contract(self):
+        """What a decode loop needs to drive the signatures, as a dict.
+
+        Written into every lean file (`CONTRACT`), so that the file alone
+        says how to use it.
+        """
+        arch = self.arch
+        return {
+            "version": 1,
+            "pad_id": arch.pad_id,
+            "bos_id": arch.bos_id,
+            "eos_id": arch.eos_id,
+            "max_source_length": arch.max_source_length,
+            "target_length": self.target_length,
+            "decoder_layers": len(arch.decoder),
+            "self_cache": {
+                "inputs": "self_k_<layer>, self_v_<layer>",
+                "layout": "batch, heads, target_length, head_dim",
+                "heads": [b.self_attention.num_heads for b in arch.decoder],
+                "head_dim": [b.self_attention.head_dim for b in arch.decoder],
+                "start": "zeros",
+            },
+            "position_input": "index",
+            "signatures": [ENCODE, DECODE_STEP, GENERATE],
+        }
 
     # === Weights ===
 
@@ -403,16 +435,18 @@ def build(model, target_length=None):
     return LeanModule(describe(model), target_length)
 
 
-def convert_tflite(lean, weights="int8"):
+def convert_tflite(lean, weights="int8", per_channel=True):
     """Converts a `LeanModule` to `.tflite` bytes with the three signatures.
 
     Args:
         lean: a `LeanModule`.
-        weights: `"fp32"`, or `"int8"`: weights stored as int8 per output
-            channel, activations float (LiteRT's dynamic-range kernels).
-            A QAT model's weights sit on the int8 grid with the same
-            max-|w| scales, so they are stored exactly; its activation
-            ranges are not used.
+        weights: `"fp32"`, or `"int8"`: weights stored as int8, activations
+            float (LiteRT's dynamic-range kernels). A QAT model's weights
+            sit on the int8 grid with the same max-|w| scales, so they are
+            stored exactly when `per_channel` matches its QAT config; its
+            activation ranges are not used.
+        per_channel: one int8 scale per output channel (True) or per
+            kernel.
     """
     import tensorflow as tf
 
@@ -430,9 +464,12 @@ def convert_tflite(lean, weights="int8"):
         )
         if weights == "int8":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter._experimental_disable_per_channel = not per_channel
         elif weights != "fp32":
             raise ValueError(f"weights must be 'fp32' or 'int8'. Received: {weights!r}")
-        return converter.convert()
+        data = converter.convert()
+    contract = json.dumps(lean.contract(), sort_keys=True).encode()
+    return tflite_metadata.add(data, CONTRACT, contract)
 
 
 class LeanLiteRT:
@@ -446,9 +483,11 @@ class LeanLiteRT:
     """
 
     def __init__(self, model, num_threads=1, loop="graph"):
-        from tfaccel.export.tflite import load_interpreter
+        from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = load_interpreter(model, num_threads)
+        data = model if isinstance(model, bytes) else pathlib.Path(model).read_bytes()
+        self.contract = json.loads(tflite_metadata.read(data)[CONTRACT])
+        self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
         self._encode = self.interpreter.get_signature_runner(ENCODE)
         self._decode = self.interpreter.get_signature_runner(DECODE_STEP)
         self._generate = self.interpreter.get_signature_runner(GENERATE)
@@ -459,8 +498,18 @@ class LeanLiteRT:
             for name in details
             if name.startswith("self_")
         }
-        self.target_length = int(details["self_k_0"]["shape_signature"][2])
+        self.target_length = int(self.contract["target_length"])
+        self.source_length = int(self.contract["max_source_length"])
         self.loop = loop
+
+    def _trim(self, ids):
+        ids = _trim(ids)
+        if ids.shape[1] > self.source_length:
+            raise UserError(
+                f"Sources of {ids.shape[1]} ids do not fit this model's "
+                f"{self.source_length} positions. Received: width={ids.shape[1]}"
+            )
+        return ids
 
     def _start(self, ids):
         encoded = self._encode(encoder_token_ids=np.asarray(ids, np.int32))
@@ -482,7 +531,7 @@ class LeanLiteRT:
 
     def first_steps(self, padded_ids, tokens=(1, 5)):
         """Logits of the first decode steps (`generation.first_steps`)."""
-        ids = _trim(padded_ids)
+        ids = self._trim(padded_ids)
         encoded, cache = self._start(ids)
         logits = []
         for index, token in enumerate(tokens):
@@ -492,7 +541,7 @@ class LeanLiteRT:
 
     def generate(self, encoder_token_ids, max_length=None, stop_at_eos=True):
         """Greedy decoding with the API of `Seq2SeqTransformer.generate`."""
-        ids = _trim(encoder_token_ids)
+        ids = self._trim(encoder_token_ids)
         steps = self.target_length - 1
         max_length = min(max_length or steps, steps)
         if self.loop == "graph":

@@ -1,0 +1,211 @@
+"""Lean generation graphs (`tfaccel.export.lean`) and the CTranslate2 export."""
+
+import collections
+import json
+
+import numpy as np
+import pytest
+from keras import ops
+from qat_checks import fit, qat_tiny, tiny_model
+
+import tfaccel
+from tfaccel.compression import factorize, shrink
+from tfaccel.errors import UserError
+from tfaccel.export import api, architecture, ctranslate2, lean, tflite, tflite_metadata
+
+SOURCE, MAX_LENGTH = 12, 8
+
+
+def _ids(model, batch=6, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(3, model.encoder_vocabulary_size, (batch, 9)).astype("int32")
+    ids[1, 5:] = 0  # one padded source
+    ids[2, 3:] = 0
+    return ids
+
+
+def _keras_steps(model, ids, tokens=(1, 5)):
+    """Keras's logits for the first decode steps (BOS, then token 5)."""
+    cross, mask = model.encode(ids)
+    cache = model.init_cache(len(ids), MAX_LENGTH)
+    logits = []
+    for index, token in enumerate(tokens):
+        step, cache = model.decode_step(
+            np.full((len(ids), 1), token, np.int32), index, cache, cross, mask
+        )
+        logits.append(ops.convert_to_numpy(step))
+    return np.concatenate(logits)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The tiny model after a few steps, so greedy tokens vary by source."""
+    return fit(tiny_model(), steps=12)
+
+
+@pytest.fixture(scope="module")
+def trained_fp32(trained):
+    """The trained tiny model's lean float32 file."""
+    return lean.convert_tflite(lean.build(trained, MAX_LENGTH + 1), "fp32")
+
+
+def _ops(data, subgraph="decode_step"):
+    return collections.Counter(
+        row["op"] for row in tflite.op_report(data) if row["subgraph"] == subgraph
+    )
+
+
+def test_lean_graph_decodes_as_keras(trained, trained_fp32):
+    ids = _ids(trained)
+    keras_tokens = trained.generate(ids, MAX_LENGTH)
+    assert len({tuple(row) for row in keras_tokens}) > 1  # not degenerate
+    data = trained_fp32
+    for loop in ("graph", "python"):
+        runner = lean.LeanLiteRT(data, loop=loop)
+        np.testing.assert_array_equal(runner.generate(ids, MAX_LENGTH), keras_tokens)
+        np.testing.assert_allclose(
+            runner.first_steps(ids), _keras_steps(trained, ids), atol=1e-4
+        )
+    # Without an EOS stop every row runs all steps, as Keras's.
+    np.testing.assert_array_equal(
+        lean.LeanLiteRT(data).generate(ids, 5, stop_at_eos=False),
+        trained.generate(ids, 5, stop_at_eos=False),
+    )
+
+
+def test_lean_decode_step_has_no_transposes_and_one_matmul_per_projection():
+    # Wide enough that every kernel has the 1,024 weights the converter
+    # needs before it quantizes one.
+    model = tiny_model(hidden_dim=48, intermediate_dim=96)
+    data = lean.convert_tflite(lean.build(model, MAX_LENGTH + 1), "int8")
+    step = _ops(data)
+    layers = model.num_decoder_layers
+    # Per decoder layer: fused QKV, self output, cross query, cross output,
+    # two feedforward; then the head. Cross keys and values are in encode.
+    assert step["FULLY_CONNECTED"] == 6 * layers + 1
+    assert step["TRANSPOSE"] == 0 and step["GATHER"] == 1  # the token embedding
+    assert step["BATCH_MATMUL"] == 4 * layers
+    rows = [r for r in tflite.op_report(data) if r["op"] == "FULLY_CONNECTED"]
+    assert {tuple(r["inputs"][:2]) for r in rows} == {("FLOAT32", "INT8")}
+    assert all(r["weight_scales"] > 1 for r in rows)  # per output channel
+    assert _ops(data, "generate")["WHILE"] == 1  # the loop is in the graph
+
+
+def test_the_encoder_runs_only_the_real_source_width(trained, trained_fp32):
+    ids = _ids(trained)[:1, :4]
+    padded = np.pad(ids, [(0, 0), (0, SOURCE - 4)])
+    runner = lean.LeanLiteRT(trained_fp32)
+    encoded = runner._encode(encoder_token_ids=lean._trim(padded))
+    assert encoded["cross_k_0"].shape[2] == 4
+    np.testing.assert_array_equal(
+        runner.generate(padded, MAX_LENGTH), trained.generate(padded, MAX_LENGTH)
+    )
+
+
+def test_factorized_shrunk_and_qat_models_carry_over(trained):
+    ids = _ids(trained)
+    factored = fit(tiny_model(), steps=12)
+    factorize(factored, [r".*feedforward.*kernel", r".*query/kernel"], rank=4)
+    shrunk = shrink(fit(tiny_model(), steps=12), heads=0.5, ffn=0.5)
+    for model, atol in ((factored, 1e-4), (shrunk, 1e-4)):
+        data = lean.convert_tflite(lean.build(model, MAX_LENGTH + 1), "fp32")
+        runner = lean.LeanLiteRT(data)
+        np.testing.assert_allclose(
+            runner.first_steps(ids), _keras_steps(model, ids), atol=atol
+        )
+        np.testing.assert_array_equal(
+            runner.generate(ids, MAX_LENGTH), model.generate(ids, MAX_LENGTH)
+        )
+    # Each factored projection is two matmuls, and a QKV with a factored
+    # query is three projections: per decoder layer q 2, k 1, v 1, self
+    # output 1, cross query 2, cross output 1, feedforward 2 + 2.
+    arch = architecture.describe(factored)
+    assert arch.decoder[0].ffn_in.factors[0].shape == (16, 4)
+    data = lean.convert_tflite(lean.build(factored, MAX_LENGTH + 1), "fp32")
+    assert _ops(data)["FULLY_CONNECTED"] == 2 * 12 + 1
+    assert architecture.describe(shrunk).decoder[0].self_attention.num_heads == 1
+    # QAT: the on-grid weights are stored exactly as int8.
+    qat = qat_tiny()
+    module = lean.build(qat, MAX_LENGTH + 1)
+    runner = lean.LeanLiteRT(lean.convert_tflite(module, "int8"))
+    agreement = np.mean(
+        runner.generate(ids, MAX_LENGTH) == qat.generate(ids, MAX_LENGTH)
+    )
+    assert agreement >= 0.9
+
+
+def test_export_publishes_verified_lean_and_ctranslate2_artifacts(trained, tmp_path):
+    source = ["<pad>", "<s>", "</s>", "<unk>"] + [f"s{i}" for i in range(60)]
+    target = ["<pad>", "<s>", "</s>", "<unk>"] + [f"t{i}" for i in range(44)]
+    names = ["tflite_lean", "tflite_lean_fp32", "ctranslate2", "ctranslate2_int8"]
+    result = tfaccel.export(
+        trained,
+        tmp_path,
+        names,
+        sample_inputs=_ids(trained),
+        source_length=SOURCE,
+        max_length=MAX_LENGTH,
+        vocabularies=(source, target),
+    )
+    for name in ("tflite_lean_fp32", "ctranslate2"):
+        assert result[name].max_difference < 1e-4, name
+        assert result[name].agreement == 1.0, name
+    assert result["ctranslate2"].runtime.startswith("CTranslate2 4.")
+    folder = tmp_path / "ctranslate2"
+    assert json.loads((folder / "target_vocabulary.json").read_text())[:5] == [
+        *target[:4],
+        "t0",
+    ]
+    int8 = ctranslate2.CT2Model(tmp_path / "ctranslate2_int8")
+    assert int8.compute_type == "int8"
+    ids = _ids(trained)
+    np.testing.assert_array_equal(
+        ctranslate2.CT2Model(folder).generate(ids, MAX_LENGTH),
+        trained.generate(ids, MAX_LENGTH),
+    )
+    # Every artifact loads through the registry, as the bench harness loads it.
+    for name in names:
+        runner = api.load(name, result[name].path)
+        assert runner.generate(ids, MAX_LENGTH).shape == (len(ids), MAX_LENGTH)
+
+
+def test_ctranslate2_states_what_it_cannot_hold(trained, tmp_path):
+    arch = architecture.describe(trained)
+    arch.decoder[0].cross_attention.num_heads = 1
+    with pytest.raises(UserError, match="one head count") as error:
+        ctranslate2.convert(arch, tmp_path / "a")
+    assert "\n" not in str(error.value)
+    with pytest.raises(UserError, match="unique tokens"):
+        ctranslate2.convert(
+            architecture.describe(trained), tmp_path / "b", ["a", "a"], None
+        )
+    with pytest.raises(UserError, match="compute_type"):
+        ctranslate2.convert(
+            architecture.describe(trained), tmp_path / "c", compute_type="int4"
+        )
+
+
+def test_describe_refuses_models_it_cannot_map():
+    import keras
+
+    plain = keras.Sequential([keras.layers.Dense(2)])
+    with pytest.raises(UserError, match="Received: model of class Sequential"):
+        architecture.describe(plain)
+
+
+def test_the_file_carries_its_decoding_contract(trained, trained_fp32):
+    data = trained_fp32
+    contract = json.loads(tflite_metadata.read(data)[lean.CONTRACT])
+    assert (contract["pad_id"], contract["bos_id"], contract["eos_id"]) == (0, 1, 2)
+    assert contract["target_length"] == MAX_LENGTH + 1
+    assert contract["max_source_length"] == trained.max_encoder_length
+    assert contract["self_cache"]["heads"] == [trained.num_heads] * 2
+    # Written again under the same name, an entry is replaced, not added.
+    again = tflite_metadata.add(data, lean.CONTRACT, b"{}")
+    assert tflite_metadata.read(again)[lean.CONTRACT] == b"{}"
+    with pytest.raises(ValueError, match="Not a TFLite file"):
+        tflite_metadata.read(b"\0" * 16)
+    runner = lean.LeanLiteRT(data)
+    too_wide = np.ones((1, trained.max_encoder_length + 1), np.int32)
+    with pytest.raises(UserError, match="do not fit this model's"):
+        runner.generate(too_wide, MAX_LENGTH)
