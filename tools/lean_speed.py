@@ -10,7 +10,8 @@ weights for every runtime:
 - `lean_int8_steps`: the same file, Python driving `decode_step`;
 - `lean_fp32`: the lean graph in float32;
 - `ct2_int8`, `ct2_float32`: CTranslate2 on the same weights
-  (`tfaccel.export.ctranslate2`).
+  (`tfaccel.export.ctranslate2`);
+- `onnx_int8`: ONNX Runtime after `quantize_dynamic` of the traced graph.
 
 With a trained baseline every runtime is scored on the test split (WER);
 with `--random-weights` every sequence runs `--tokens` steps (no EOS stop).
@@ -59,6 +60,17 @@ def _parser():
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--eval-examples", type=int, default=None)
     parser.add_argument("--skip", nargs="*", default=[])
+    parser.add_argument(
+        "--shrunk",
+        help="a second model.keras (e.g. a shrink recipe's) timed as lean_int8_shrunk",
+    )
+    parser.add_argument(
+        "--shrink",
+        action="store_true",
+        help="with --random-weights: also time the model shrunk as "
+        "recipes/g2p-base-shrink-int8.yaml shrinks it (6 heads, half the FFN, "
+        "4 decoder layers), as lean_int8_shrunk",
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     return parser
 
@@ -103,6 +115,19 @@ def build(model, task, args, folder):
         data = tflite.convert(model, mode, task.max_source_length, target - 1)
         files["tflite_traced"] = data
         runners["tflite_traced"] = tflite.LiteRTModel(data, args.threads)
+    if "onnx_int8" not in args.skip:
+        # ORT quantize_dynamic of the traced graph: the fastest peer at batch 16.
+        from tfaccel.export import api
+
+        exported = api.export(
+            model,
+            folder / "exports",
+            ["onnx_int8"],
+            source_length=task.max_source_length,
+            max_length=target - 1,
+            min_agreement=0.0,  # measured, not refused
+        )["onnx_int8"]
+        runners["onnx_int8"] = api.load("onnx_int8", exported.path, args.threads)
     lean_module = lean.LeanModule(arch, target)
     for weights in ("int8", "fp32"):
         data = lean.convert_tflite(
@@ -112,6 +137,14 @@ def build(model, task, args, folder):
         runners[f"lean_{weights}"] = lean.LeanLiteRT(data, args.threads)
         if weights == "int8":
             runners["lean_int8_steps"] = lean.LeanLiteRT(data, args.threads, "python")
+    shrunk = _shrunk(model, args)
+    if shrunk is not None:
+        module = lean.LeanModule(describe(shrunk), target)
+        data = lean.convert_tflite(
+            module, "int8", per_channel=weights_per_channel(shrunk)
+        )
+        files["lean_int8_shrunk"] = data
+        runners["lean_int8_shrunk"] = lean.LeanLiteRT(data, args.threads)
     if "ct2" not in args.skip:
         ct2_folder = folder / "ct2"
         source = None if args.random_weights else _vocabulary(task, "source")
@@ -120,6 +153,23 @@ def build(model, task, args, folder):
         for compute in ("int8", "float32"):
             runners[f"ct2_{compute}"] = ct2.CT2Model(ct2_folder, args.threads, compute)
     return arch, runners, files
+
+
+def _shrunk(model, args):
+    from tfaccel.compression import shrink
+    from tfaccel.models import load_model
+
+    if args.shrunk:
+        return load_model(args.shrunk)
+    if args.shrink:
+        # Timing only (random weights): magnitude importance, no data.
+        return shrink(
+            model,  # a new model; `model` is left as it is
+            heads=6,
+            ffn=0.5,
+            layers={"decoder": 4},
+        )
+    return None
 
 
 def step_seconds(runner, ids, steps=32, repeats=20):
@@ -196,7 +246,6 @@ def main(argv=None):
         steps = {
             name: step_seconds(runners[name], word, min(32, task.max_generate_length))
             for name in runners
-            if name != "lean_int8"  # its steps are inside one call
         }
         total_ops, ops = lean_ops(files["lean_int8"])
         scores = {}

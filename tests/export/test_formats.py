@@ -133,7 +133,9 @@ def test_a_registered_format_joins_the_export_lists(extra_format, capsys):
     # Past the format check: the missing model is the error now.
     assert_user_error(code, capsys.readouterr().err, "No model at 'no/model.keras'")
     code = main(["export", "no/model.keras", "--formats", "tflite_int4", "--out", "x"])
-    assert_user_error(code, capsys.readouterr().err, "tensorrt, test_only.")
+    assert_user_error(
+        code, capsys.readouterr().err, "ctranslate2_int8_float32, test_only."
+    )
     assert api.load("test_only", "a/b", threads=3) == {"path": "a/b", "num_threads": 3}
     assert api.load("test_only", "a/b") == {"path": "a/b"}
 
