@@ -11,7 +11,10 @@ weights for every runtime:
 - `lean_fp32`: the lean graph in float32;
 - `ct2_int8`, `ct2_float32`: CTranslate2 on the same weights
   (`tfaccel.export.ctranslate2`);
-- `onnx_int8`: ONNX Runtime after `quantize_dynamic` of the traced graph.
+- `onnx_int8`: ONNX Runtime after `quantize_dynamic` of the traced graph;
+- `lean_onnx`, `lean_onnx_int8`: the lean graph in ONNX Runtime, float32
+  (whole loop in `generate.onnx`) and `quantize_dynamic` int8 (Python
+  drives `decode_step.onnx`).
 
 With a trained baseline every runtime is scored on the test split (WER);
 with `--random-weights` every sequence runs `--tokens` steps (no EOS stop).
@@ -137,6 +140,12 @@ def build(model, task, args, folder):
         runners[f"lean_{weights}"] = lean.LeanLiteRT(data, args.threads)
         if weights == "int8":
             runners["lean_int8_steps"] = lean.LeanLiteRT(data, args.threads, "python")
+    if "lean_onnx" not in args.skip:
+        from tfaccel.export import lean_onnx
+
+        for weights, name in (("int8", "lean_onnx_int8"), ("fp32", "lean_onnx")):
+            lean_onnx.convert(lean_module, folder / name, weights)
+            runners[name] = lean_onnx.LeanORT(folder / name, args.threads)
     shrunk = _shrunk(model, args)
     if shrunk is not None:
         module = lean.LeanModule(describe(shrunk), target)

@@ -93,6 +93,7 @@ def test_every_reader_lists_exactly_the_registry():
         "onnx",
         "tensorrt",
         "tflite_lean_fp32",
+        "onnx_lean",
         "ctranslate2",
     )
     assert api.QAT_REDUNDANT == ("tflite_fp16", "tflite_dynamic")
@@ -200,7 +201,7 @@ def test_runner_base_decodes_as_the_shared_loop():
 
 # Runners whose runtime runs the greedy loop itself: the lean graph's
 # `generate` signature, and CTranslate2's `translate_batch`.
-OWN_LOOP = {"tflite_lean", "tflite_lean_fp32"} | {
+OWN_LOOP = {"tflite_lean", "tflite_lean_fp32", "onnx_lean", "onnx_lean_int8"} | {
     name for name in formats.names() if name.startswith("ctranslate2")
 }
 

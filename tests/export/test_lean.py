@@ -137,7 +137,8 @@ def test_factorized_shrunk_and_qat_models_carry_over(trained):
 def test_export_publishes_verified_lean_and_ctranslate2_artifacts(trained, tmp_path):
     source = ["<pad>", "<s>", "</s>", "<unk>"] + [f"s{i}" for i in range(60)]
     target = ["<pad>", "<s>", "</s>", "<unk>"] + [f"t{i}" for i in range(44)]
-    names = ["tflite_lean", "tflite_lean_fp32", "ctranslate2", "ctranslate2_int8"]
+    names = ["tflite_lean", "tflite_lean_fp32", "onnx_lean", "onnx_lean_int8"]
+    names += ["ctranslate2", "ctranslate2_int8"]
     result = tfaccel.export(
         trained,
         tmp_path,
@@ -147,7 +148,7 @@ def test_export_publishes_verified_lean_and_ctranslate2_artifacts(trained, tmp_p
         max_length=MAX_LENGTH,
         vocabularies=(source, target),
     )
-    for name in ("tflite_lean_fp32", "ctranslate2"):
+    for name in ("tflite_lean_fp32", "onnx_lean", "ctranslate2"):
         assert result[name].max_difference < 1e-4, name
         assert result[name].agreement == 1.0, name
     assert result["ctranslate2"].runtime.startswith("CTranslate2 4.")
@@ -156,6 +157,11 @@ def test_export_publishes_verified_lean_and_ctranslate2_artifacts(trained, tmp_p
         *target[:4],
         "t0",
     ]
+    # The int8 ONNX folder has no generate.onnx (its loop would stay float):
+    # its runner drives the quantized decode_step.
+    assert not (tmp_path / "onnx_lean_int8" / "generate.onnx").exists()
+    assert api.load("onnx_lean_int8", result["onnx_lean_int8"].path).loop == "python"
+    assert api.load("onnx_lean", result["onnx_lean"].path).loop == "graph"
     int8 = ctranslate2.CT2Model(tmp_path / "ctranslate2_int8")
     assert int8.compute_type == "int8"
     ids = _ids(trained)

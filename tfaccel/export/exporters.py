@@ -207,6 +207,19 @@ def export_lean_tflite(model, path, fmt, reference, representative, atol, agree)
     return _artifact(fmt, target, _litert_version(), check)
 
 
+def export_lean_onnx(model, path, fmt, reference, representative, atol, agree):
+    from tfaccel.export import lean, lean_onnx
+
+    module = lean.build(model, reference.max_length + 1)
+    target = path / formats.get(fmt).artifact
+    with atomic_dir(target, replace=True) as tmp:
+        lean_onnx.convert(module, tmp, formats.get(fmt).weights)
+        runner = lean_onnx.LeanORT(tmp)
+        check = reference.compare(fmt, runner, atol, agree)
+        runtime = runner.runtime
+    return _artifact(fmt, target, runtime, check)
+
+
 def export_ctranslate2(model, path, fmt, reference, representative, atol, agree):
     from tfaccel.export import ctranslate2
     from tfaccel.export.architecture import describe

@@ -313,6 +313,23 @@ for _name, _verified, _weights in (
             modules=("ai_edge_litert.interpreter", "tfaccel.export.lean"),
         )
     )
+for _name, _verified, _weights in (
+    ("onnx_lean", "logits", "fp32"),
+    ("onnx_lean_int8", "tokens", "int8"),
+):
+    register(
+        Format(
+            _name,
+            runtime="onnxruntime",
+            artifact=_name,
+            verified_by=_verified,
+            exporter=f"{_EXPORTERS}:export_lean_onnx",
+            runner="tfaccel.export.lean_onnx:LeanORT",
+            threads=True,
+            weights=_weights,
+            modules=("onnxruntime", "tfaccel.export.lean_onnx"),
+        )
+    )
 # CTranslate2 (the optional extra `tfaccel[ctranslate2]`), by compute type.
 for _name, _verified, _weights in (
     ("ctranslate2", "logits", "fp32"),

@@ -45,6 +45,7 @@ from tfaccel.export import generation, tflite_metadata
 from tfaccel.export.architecture import describe
 
 ENCODE, DECODE_STEP, GENERATE = "encode", "decode_step", "generate"
+SIGNATURES = (ENCODE, DECODE_STEP, GENERATE)
 # The metadata entry holding `LeanModule.contract()` in a `.tflite` file.
 CONTRACT = "tfaccel.contract"
 _NEG = -1e9
@@ -143,7 +144,7 @@ class LeanModule:
                 "start": "zeros",
             },
             "position_input": "index",
-            "signatures": [ENCODE, DECODE_STEP, GENERATE],
+            "signatures": list(SIGNATURES),
         }
 
     # === Weights ===
@@ -472,34 +473,38 @@ def convert_tflite(lean, weights="int8", per_channel=True):
     return tflite_metadata.add(data, CONTRACT, contract)
 
 
-class LeanLiteRT:
-    """A lean `.tflite` file run in LiteRT.
+class LeanRunner:
+    """Greedy decoding over a lean artifact's three signatures.
+
+    Subclasses load the artifact and call `__init__` with callables taking
+    inputs and returning outputs by the signature names of the module doc,
+    and the artifact's contract (`LeanModule.contract`).
 
     Args:
-        model: path of the file, or its bytes.
-        num_threads: interpreter threads.
-        loop: `"graph"` runs the `generate` signature (one call per batch);
-            `"python"` drives `encode` and `decode_step` from Python.
+        encode, decode_step, generate: the signatures, as callables.
+        contract: the dict the artifact carries.
+        loop: `"graph"` runs `generate` (one call per batch); `"python"`
+            drives `encode` and `decode_step` from Python.
     """
 
-    def __init__(self, model, num_threads=1, loop="graph"):
-        from ai_edge_litert.interpreter import Interpreter
-
-        data = model if isinstance(model, bytes) else pathlib.Path(model).read_bytes()
-        self.contract = json.loads(tflite_metadata.read(data)[CONTRACT])
-        self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
-        self._encode = self.interpreter.get_signature_runner(ENCODE)
-        self._decode = self.interpreter.get_signature_runner(DECODE_STEP)
-        self._generate = self.interpreter.get_signature_runner(GENERATE)
-        details = self._decode.get_input_details()
-        self._layers = sum(1 for name in details if name.startswith("self_k_"))
-        self._cache_shapes = {
-            name: tuple(details[name]["shape_signature"][1:])
-            for name in details
-            if name.startswith("self_")
-        }
-        self.target_length = int(self.contract["target_length"])
-        self.source_length = int(self.contract["max_source_length"])
+    def __init__(self, encode, decode_step, generate, contract, loop="graph"):
+        if loop not in ("graph", "python"):
+            raise ValueError(f"loop must be 'graph' or 'python'. Received: {loop!r}")
+        self._encode, self._decode, self._generate = encode, decode_step, generate
+        self.contract = contract
+        self.target_length = int(contract["target_length"])
+        self.source_length = int(contract["max_source_length"])
+        cache = contract["self_cache"]
+        self._cache_shapes = {}
+        for i, (heads, dim) in enumerate(
+            zip(cache["heads"], cache["head_dim"], strict=True)
+        ):
+            for kind in ("k", "v"):
+                self._cache_shapes[f"self_{kind}_{i}"] = (
+                    heads,
+                    self.target_length,
+                    dim,
+                )
         self.loop = loop
 
     def _trim(self, ids):
@@ -553,18 +558,40 @@ class LeanLiteRT:
             return np.asarray(out["tokens"])[:, :max_length]
         encoded, cache = self._start(ids)
         tokens = np.zeros((len(ids), max_length), np.int32)
-        token = np.full(len(ids), 1, np.int32)
+        token = np.full(len(ids), self.contract["bos_id"], np.int32)
         done = np.zeros(len(ids), bool)
         for index in range(max_length):
             logits, cache = self._step(token, index, encoded, cache)
             token = generation.greedy(logits)
             if stop_at_eos:
-                token = np.where(done, 0, token)
-                done |= token == 2
+                token = np.where(done, self.contract["pad_id"], token)
+                done |= token == self.contract["eos_id"]
             tokens[:, index] = token
             if stop_at_eos and done.all():
                 break
         return tokens
+
+
+class LeanLiteRT(LeanRunner):
+    """A lean `.tflite` file run in LiteRT.
+
+    Args:
+        model: path of the file, or its bytes.
+        num_threads: interpreter threads.
+        loop: as `LeanRunner`.
+    """
+
+    def __init__(self, model, num_threads=1, loop="graph"):
+        from ai_edge_litert.interpreter import Interpreter
+
+        data = model if isinstance(model, bytes) else pathlib.Path(model).read_bytes()
+        contract = json.loads(tflite_metadata.read(data)[CONTRACT])
+        self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
+        super().__init__(
+            *(self.interpreter.get_signature_runner(n) for n in SIGNATURES),
+            contract,
+            loop,
+        )
 
 
 def _trim(ids):
