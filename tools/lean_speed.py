@@ -181,6 +181,12 @@ def _shrunk(model, args):
     return None
 
 
+def _cut(tokens):
+    # A sequence's tokens up to its EOS: what a word's output is.
+    tokens = list(tokens)
+    return tokens[: tokens.index(2) + 1] if 2 in tokens else tokens
+
+
 def step_seconds(runner, ids, steps=32, repeats=20):
     """Median seconds of one decode step: `steps` steps, minus the encode."""
 
@@ -257,11 +263,19 @@ def main(argv=None):
             for name in runners
         }
         total_ops, ops = lean_ops(files["lean_int8"])
-        scores = {}
+        scores, equal = {}, {}
         if not args.random_weights:
+            words = task.sources("test")[: args.eval_examples]
+            keras_out = [_cut(t) for t in task.generate(model, words)]
             for name, runner in runners.items():
-                if name != "lean_int8_steps":
-                    scores[name] = task.evaluate(runner, "test", args.eval_examples)
+                if name in ("lean_int8_steps", "lean_int8_shrunk"):
+                    continue  # the same file as lean_int8; another model
+                scores[name] = task.evaluate(runner, "test", args.eval_examples)
+                out = [_cut(t) for t in task.generate(runner, words)]
+                equal[name] = float(
+                    np.mean([a == b for a, b in zip(out, keras_out, strict=True)])
+                )
+            scores["keras"] = task.evaluate(model, "test", args.eval_examples)
     report = {
         "model": str(args.baseline or f"{args.preset} (random weights)"),
         "threads": args.threads,
@@ -274,6 +288,7 @@ def main(argv=None):
         "lean_decode_step_ops": total_ops,
         "lean_decode_step_op_kinds": ops,
         "scores": scores,
+        "words_equal_to_keras": equal,
         "ct2_use_mkl": os.environ.get("CT2_USE_MKL"),
     }
     _print(report)
@@ -301,7 +316,9 @@ def _print(report):
     kinds = report["lean_decode_step_op_kinds"]
     print(f"lean decode_step ops: {report['lean_decode_step_ops']} {kinds}")
     for name, score in report["scores"].items():
-        print(f"  WER {name:<16} {score['wer']:.4f}")
+        same = report["words_equal_to_keras"].get(name)
+        same = "" if same is None else f"  words equal to Keras {same:.2%}"
+        print(f"  WER {name:<16} {score['wer']:.4f}{same}")
 
 
 if __name__ == "__main__":
