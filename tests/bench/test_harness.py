@@ -248,22 +248,29 @@ def test_cli_errors_are_one_line(args, fragments, capsys):
 def test_artifacts_are_named_by_their_format(tmp_path):
     for name in ("model_int8.tflite", "model_keras_int8.keras", "other.tflite"):
         (tmp_path / name).write_bytes(b"x")
-    for folder in ("onnx_int8/encode.onnx", "sm/1/saved_model.pb"):
+    folders = ["onnx_int8/encode.onnx", "sm/1/saved_model.pb"]
+    folders += ["onnx_lean/encode.onnx", "ctranslate2_int8/model.bin", "x/encode.onnx"]
+    for folder in folders:
         (tmp_path / folder).parent.mkdir(parents=True)
         (tmp_path / folder).write_bytes(b"x")
     (tmp_path / "sm" / "2").mkdir()
     (tmp_path / "sm" / "2" / "saved_model.pb").write_bytes(b"x")
     given = ["model_int8.tflite", "model_keras_int8.keras", "other.tflite"]
-    given += ["onnx_int8", "sm"]
+    given += ["onnx_int8", "sm", "onnx_lean", "ctranslate2_int8", "x"]
     targets = harness.find_targets([str(tmp_path / name) for name in given])
+    # A folder named as tfaccel.export names it is that format; another
+    # folder of ONNX files is the traced onnx format.
     assert [(t.name, t.format) for t in targets] == [
         ("tflite_int8", "tflite_int8"),
         ("keras_int8", "keras"),
         ("tflite_other", "tflite_fp32"),
-        ("onnx_int8", "onnx"),
+        ("onnx_int8", "onnx_int8"),
         ("saved_model", "saved_model"),
+        ("onnx_lean", "onnx_lean"),
+        ("ctranslate2_int8", "ctranslate2_int8"),
+        ("onnx", "onnx"),
     ]
-    assert targets[-1].path == str(tmp_path / "sm" / "2")  # the newest version
+    assert targets[4].path == str(tmp_path / "sm" / "2")  # the newest version
     assert harness.artifact_bytes(tmp_path / "sm") == (2, 2 * len(gzip.compress(b"x")))
 
 

@@ -87,6 +87,9 @@ def _artifact_target(path, given):
     versions = [path] if (path / "saved_model.pb").is_file() else versions
     for folder in sorted(versions, key=lambda p: -int(p.name)):
         return Target("saved_model", "saved_model", str(folder), _run_dir_of(folder))
+    # A folder named as `tfaccel.export` names it (onnx_lean, ctranslate2_int8).
+    if path.is_dir() and path.name in formats.names(made_by="export"):
+        return Target(path.name, path.name, str(path), run_dir)
     for fmt, file in (("onnx", "encode.onnx"), ("tensorrt", "encode.plan")):
         if (path / file).is_file():
             name = path.name if path.name.startswith(fmt) else fmt  # onnx_int8

@@ -310,7 +310,11 @@ for _name, _verified, _weights in (
             runner="tfaccel.export.lean:LeanLiteRT",
             threads=True,
             weights=_weights,
-            modules=("ai_edge_litert.interpreter", "tfaccel.export.lean"),
+            modules=(
+                "ai_edge_litert.interpreter",
+                "tfaccel.export.tflite_metadata",
+                "tfaccel.export.lean",
+            ),
         )
     )
 for _name, _verified, _weights in (
