@@ -52,6 +52,32 @@ def test_polynomial_decay_prunes_exactly_and_keeps_zeros_through_training():
     assert not any("embeddings" in v.path or "gamma" in v.path for v in targets)
 
 
+def test_a_new_optimizer_after_the_schedule_ended_keeps_the_final_masks():
+    # A recipe's QAT stage compiles a new optimizer after the pruning stage:
+    # its step 0 must not replay the finished schedule from sparsity 0.
+    model = tiny_model()
+    schedule = tfaccel.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=6, frequency=2)
+    tfaccel.prune(model, TARGETS, schedule)
+    _fit(model, tfaccel.callbacks(model))  # steps 0..7, past the end
+    targets = matching(model, TARGETS)
+    before = [keras.ops.convert_to_numpy(v) == 0 for v in targets]
+    _fit(model, tfaccel.callbacks(model), optimizer=keras.optimizers.Adam(1e-2))
+    assert int(model.optimizer.iterations.numpy()) == 8  # a new optimizer
+    assert_exact_sparsity(targets, 0.5)
+    for variable, zero in zip(targets, before, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable) == 0, zero)
+    ((_, state),) = _state.find_states(model)
+    assert state.held and _state.counters(model)[0]["held"]
+    # Before its end, a restarted schedule is followed again (as tfmot does).
+    fresh = tiny_model()
+    tfaccel.prune(fresh, TARGETS, schedule)
+    _fit(fresh, tfaccel.callbacks(fresh), steps=4)
+    _fit(fresh, tfaccel.callbacks(fresh), optimizer=keras.optimizers.Adam(1e-3))
+    ((_, state),) = _state.find_states(fresh)
+    assert not state.held
+    assert_exact_sparsity(matching(fresh, TARGETS), 0.5)
+
+
 def test_steps_per_execution_still_reaches_final_sparsity():
     model = small_mlp()
     schedule = tfaccel.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=6, frequency=1)
