@@ -79,16 +79,16 @@ class PruningState:
     block: tuple | None  # (rows, cols) or None
     step: object  # int64 keras.Variable: the optimizer step, -1 until set
     last_step: int = -1  # last step the callback saw (Python side)
-    held: bool = False  # the schedule ended, then a new optimizer started
 
     def advance(self, step, frozen=frozenset()):
         """Sets the step and updates masks if the schedule asks for it since last.
 
         A step at or below the last one means a new optimizer (or a restored
         one): the schedule is followed again from that step, as in tfmot,
-        unless it had already ended. Then its final masks hold for good: a
-        later recipe stage (QAT after pruning) compiles a new optimizer, and
-        replaying the schedule from step 0 would un-prune the model.
+        unless it had already ended. Then its final masks hold, and the last
+        step stays the schedule's: a later recipe stage (QAT after pruning)
+        compiles a new optimizer, and replaying the schedule from step 0
+        would un-prune the model.
 
         Args:
             step: the optimizer's iteration count.
@@ -96,12 +96,12 @@ class PruningState:
                 another technique froze and computes with (a clustered
                 kernel keeps the zeros it was clustered with).
         """
-        restarted = 0 <= step <= self.last_step
         end = self.schedule.end_step
-        if restarted and end >= 0 and self.last_step >= end:
-            self.held = True
+        if 0 <= end <= self.last_step and step <= self.last_step:
+            self.step.assign(np.int64(step))
+            return
         first = self.last_step + 1 if step > self.last_step else step
-        update = None if self.held else self.schedule.last_update_step(first, step)
+        update = self.schedule.last_update_step(first, step)
         self.step.assign(np.int64(step))
         self.last_step = step
         if update is not None:
@@ -181,7 +181,6 @@ def counters(model):
     return [
         {
             "last_step": state.last_step,
-            "held": state.held,
             "targets": [[t.sparsity, t.updates] for t in state.targets],
         }
         for _, state in find_states(model)
@@ -192,7 +191,6 @@ def set_counters(model, saved):
     """Sets what `counters` returned, so masks update when they would have."""
     for (_, state), counts in zip(find_states(model), saved, strict=True):
         state.last_step = counts["last_step"]
-        state.held = bool(counts.get("held", False))
         for target, (sparsity, updates) in zip(
             state.targets, counts["targets"], strict=True
         ):
