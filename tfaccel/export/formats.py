@@ -294,63 +294,41 @@ register(
         modules=("tfaccel.export.tensorrt",),
     )
 )
-# Lean graphs (`tfaccel.export.lean`): written from the architecture
-# description rather than traced; `generate` runs the whole greedy loop.
-for _name, _verified, _weights in (
-    ("tflite_lean", "tokens", "int8"),
-    ("tflite_lean_fp32", "logits", "fp32"),
-):
+# Lean graphs (`tfaccel.export.lean`, `lean_onnx`): written from the
+# architecture description rather than traced; their runners decode with
+# the graph's own `generate` loop. CTranslate2 (the optional extra
+# `tfaccel[ctranslate2]`) is written from the same description.
+_LEAN_TFLITE = ("ai_edge_litert.interpreter", "tfaccel.export.tflite_metadata")
+_LEAN_TFLITE += ("tfaccel.export.lean",)
+_LEAN_ONNX = ("onnxruntime", "tfaccel.export.lean_onnx")
+_CT2 = ("ctranslate2", "tfaccel.export.ctranslate2")
+for _name, _runtime, _artifact, _verified, _weights, _exporter, _runner, _modules in (
+    ("tflite_lean", "litert", "model_lean.tflite", "tokens", "int8",
+     "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
+    ("tflite_lean_fp32", "litert", "model_lean_fp32.tflite", "logits", "fp32",
+     "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
+    ("onnx_lean", "onnxruntime", "onnx_lean", "logits", "fp32",
+     "export_lean_onnx", "tfaccel.export.lean_onnx:LeanORT", _LEAN_ONNX),
+    ("onnx_lean_int8", "onnxruntime", "onnx_lean_int8", "tokens", "int8",
+     "export_lean_onnx", "tfaccel.export.lean_onnx:LeanORT", _LEAN_ONNX),
+    ("ctranslate2", "ctranslate2", "ctranslate2", "logits", "fp32",
+     "export_ctranslate2", "tfaccel.export.ctranslate2:CT2Model", _CT2),
+    ("ctranslate2_int8", "ctranslate2", "ctranslate2_int8", "tokens", "int8",
+     "export_ctranslate2", "tfaccel.export.ctranslate2:CT2Model", _CT2),
+    ("ctranslate2_int8_float32", "ctranslate2", "ctranslate2_int8_float32", "tokens",
+     "int8", "export_ctranslate2", "tfaccel.export.ctranslate2:CT2Model", _CT2),
+):  # fmt: skip
     register(
         Format(
             _name,
-            runtime="litert",
-            artifact=f"model_{_name.removeprefix('tflite_')}.tflite",
+            runtime=_runtime,
+            artifact=_artifact,
             verified_by=_verified,
-            exporter=f"{_EXPORTERS}:export_lean_tflite",
-            runner="tfaccel.export.lean:LeanLiteRT",
+            exporter=f"{_EXPORTERS}:{_exporter}",
+            runner=_runner,
             threads=True,
             weights=_weights,
-            modules=(
-                "ai_edge_litert.interpreter",
-                "tfaccel.export.tflite_metadata",
-                "tfaccel.export.lean",
-            ),
-        )
-    )
-for _name, _verified, _weights in (
-    ("onnx_lean", "logits", "fp32"),
-    ("onnx_lean_int8", "tokens", "int8"),
-):
-    register(
-        Format(
-            _name,
-            runtime="onnxruntime",
-            artifact=_name,
-            verified_by=_verified,
-            exporter=f"{_EXPORTERS}:export_lean_onnx",
-            runner="tfaccel.export.lean_onnx:LeanORT",
-            threads=True,
-            weights=_weights,
-            modules=("onnxruntime", "tfaccel.export.lean_onnx"),
-        )
-    )
-# CTranslate2 (the optional extra `tfaccel[ctranslate2]`), by compute type.
-for _name, _verified, _weights in (
-    ("ctranslate2", "logits", "fp32"),
-    ("ctranslate2_int8", "tokens", "int8"),
-    ("ctranslate2_int8_float32", "tokens", "int8"),
-):
-    register(
-        Format(
-            _name,
-            runtime="ctranslate2",
-            artifact=_name,
-            verified_by=_verified,
-            exporter=f"{_EXPORTERS}:export_ctranslate2",
-            runner="tfaccel.export.ctranslate2:CT2Model",
-            threads=True,
-            weights=_weights,
-            modules=("ctranslate2", "tfaccel.export.ctranslate2"),
+            modules=_modules,
         )
     )
 # Written by the recipe runner (`tfaccel.recipe.publish`), run in Keras.
@@ -375,4 +353,5 @@ register(
         weights="int8",
     )
 )
-del _mode, _verified, _qat, _weights, _name
+del _mode, _verified, _qat, _weights, _name, _runtime, _artifact, _exporter
+del _runner, _modules
