@@ -18,9 +18,10 @@ TensorFlow ops, choosing what LiteRT and ONNX Runtime run well:
 - `generate` is the whole greedy loop as a `tf.while_loop`, so a client
   makes one call per batch of sequences.
 
-`LeanModule` is a `tf.Module`; `convert_tflite` turns it into a `.tflite`
-file (float32, or int8 weights with float activations), and `LeanLiteRT`
-runs that file. Signatures (inputs and outputs by name):
+`LeanModule` builds the `tf.Module` (its `module`); `convert_tflite` turns
+it into a `.tflite` file (float32, or int8 weights with float activations),
+and `LeanLiteRT` runs that file (`tfaccel.export.lean_onnx` converts the
+same module to ONNX). Signatures (inputs and outputs by name):
 
 - `encode(encoder_token_ids int32 (batch, source))` -> `cross_k_<i>`,
   `cross_v_<i>` `(batch, heads, source, head_dim)` per decoder layer, and
