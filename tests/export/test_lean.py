@@ -2,6 +2,7 @@
 
 import collections
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -251,3 +252,12 @@ def test_the_file_carries_its_decoding_contract(trained, trained_fp32):
     too_wide = np.ones((1, trained.max_encoder_length + 1), np.int32)
     with pytest.raises(UserError, match="do not fit this model's"):
         runner.generate(too_wide, MAX_LENGTH)
+
+
+def test_ctranslate2_missing_is_one_line_before_any_export(
+    trained, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import fails
+    with pytest.raises(UserError, match="pip install 'tfaccel\\[ctranslate2\\]'"):
+        tfaccel.export(trained, tmp_path / "out", ["tflite_lean", "ctranslate2"])
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -163,6 +163,10 @@ def export(
         from tfaccel.export import tensorrt
 
         tensorrt.check_available()
+    if any(registry.get(f).runtime == "ctranslate2" for f in formats):
+        from tfaccel.export import ctranslate2
+
+        ctranslate2.check_available()
     if "tflite_int8" in formats and not is_qat(model):
         representative = _representative(representative, sample_inputs)
     check_qat_formats(formats, is_qat(model))

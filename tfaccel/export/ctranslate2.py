@@ -40,6 +40,11 @@ COMPUTE_TYPE_OF = {
 _SETTINGS = "tfaccel.json"
 
 
+def check_available():
+    """Raises a one-line `UserError` when CTranslate2 is not installed."""
+    _require()
+
+
 def _require():
     try:
         import ctranslate2
