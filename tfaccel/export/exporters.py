@@ -164,34 +164,28 @@ def export_tflite(model, path, fmt, reference, representative, atol, agree):
 def export_onnx(model, path, fmt, reference, representative, atol, agree):
     from tfaccel.export import onnx
 
-    target = path / formats.get(fmt).artifact
-    with atomic_dir(target, replace=True) as tmp:
+    def write(tmp):
         if fmt == "onnx":
             onnx.convert(model, tmp, reference.source_length, reference.max_length)
-        else:
-            with scratch_dir("onnx") as plain:
-                onnx.convert(
-                    model, plain, reference.source_length, reference.max_length
-                )
-                onnx.quantize_dynamic(plain, tmp)
-        runner = onnx.ORTModel(tmp)
-        check = reference.compare(fmt, runner, atol, agree)
-        runtime = runner.runtime
-    return _artifact(fmt, target, runtime, check)
+            return
+        with scratch_dir("onnx") as plain:
+            onnx.convert(model, plain, reference.source_length, reference.max_length)
+            onnx.quantize_dynamic(plain, tmp)
+
+    return _verified_dir(fmt, path, reference, atol, agree, write, onnx.ORTModel)
 
 
 def export_tensorrt(model, path, fmt, reference, representative, atol, agree):
     from tfaccel.export import onnx, tensorrt
 
-    target = path / formats.get(fmt).artifact
-    with atomic_dir(target, replace=True) as tmp:
+    def write(tmp):
         with scratch_dir("onnx") as plain:
             onnx.convert(model, plain, reference.source_length, reference.max_length)
             tensorrt.build(plain, tmp, max_batch=len(reference.samples))
-        runner = tensorrt.TensorRTModel(tmp)
-        check = reference.compare(fmt, runner, atol, agree)
-        runtime = runner.runtime
-    return _artifact(fmt, target, runtime, check)
+
+    return _verified_dir(
+        fmt, path, reference, atol, agree, write, tensorrt.TensorRTModel
+    )
 
 
 def export_lean_tflite(model, path, fmt, reference, representative, atol, agree):
@@ -211,13 +205,11 @@ def export_lean_onnx(model, path, fmt, reference, representative, atol, agree):
     from tfaccel.export import lean, lean_onnx
 
     module = lean.build(model, reference.max_length + 1)
-    target = path / formats.get(fmt).artifact
-    with atomic_dir(target, replace=True) as tmp:
+
+    def write(tmp):
         lean_onnx.convert(module, tmp, formats.get(fmt).weights)
-        runner = lean_onnx.LeanORT(tmp)
-        check = reference.compare(fmt, runner, atol, agree)
-        runtime = runner.runtime
-    return _artifact(fmt, target, runtime, check)
+
+    return _verified_dir(fmt, path, reference, atol, agree, write, lean_onnx.LeanORT)
 
 
 def export_ctranslate2(model, path, fmt, reference, representative, atol, agree):
@@ -227,10 +219,21 @@ def export_ctranslate2(model, path, fmt, reference, representative, atol, agree)
     arch = describe(model)
     compute_type = ctranslate2.COMPUTE_TYPE_OF[fmt]
     source, target_tokens = reference.vocabularies or (None, None)
+
+    def write(tmp):
+        ctranslate2.convert(arch, tmp, source, target_tokens, compute_type)
+
+    return _verified_dir(fmt, path, reference, atol, agree, write, ctranslate2.CT2Model)
+
+
+def _verified_dir(fmt, path, reference, atol, agree, write, runner_class):
+    """Publishes a folder artifact: `write(tmp)` builds it under a temporary
+    name, `runner_class(tmp)` runs it, and only a verified folder is renamed
+    into place."""
     target = path / formats.get(fmt).artifact
     with atomic_dir(target, replace=True) as tmp:
-        ctranslate2.convert(arch, tmp, source, target_tokens, compute_type)
-        runner = ctranslate2.CT2Model(tmp)
+        write(tmp)
+        runner = runner_class(tmp)
         check = reference.compare(fmt, runner, atol, agree)
         runtime = runner.runtime
     return _artifact(fmt, target, runtime, check)
