@@ -93,6 +93,7 @@ def test_every_reader_lists_exactly_the_registry():
         "onnx",
         "tensorrt",
         "tflite_lean_fp32",
+        "saved_model_lean",
         "onnx_lean",
         "ctranslate2",
     )
@@ -201,7 +202,8 @@ def test_runner_base_decodes_as_the_shared_loop():
 
 # Runners whose runtime runs the greedy loop itself: the lean graph's
 # `generate` signature, and CTranslate2's `translate_batch`.
-OWN_LOOP = {"tflite_lean", "tflite_lean_fp32", "onnx_lean", "onnx_lean_int8"} | {
+OWN_LOOP = {"tflite_lean", "tflite_lean_fp32", "onnx_lean", "onnx_lean_int8"}
+OWN_LOOP |= {"saved_model_lean"} | {
     name for name in formats.names() if name.startswith("ctranslate2")
 }
 

@@ -3,11 +3,13 @@
 import collections
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from keras import ops
 from qat_checks import ALL, fit, tiny_model
+from serving_checks import replay_warmup
 
 import tfaccel
 from tfaccel.compression import factorize, shrink
@@ -18,6 +20,7 @@ from tfaccel.export import (
     ctranslate2,
     exporters,
     lean,
+    lean_saved_model,
     tflite,
     tflite_metadata,
 )
@@ -141,8 +144,11 @@ def test_a_per_tensor_qat_model_keeps_its_weight_grid():
     assert rows and all(r["weight_scales"] == 1 for r in rows)
     # The trained decoder feedforward kernels are in the file (LiteRT shows
     # the tensors of its first subgraph, the decode step) as int8 values
-    # times one scale, within one int8 step of Keras's: the converter picks
-    # its own scale (measured 1.00007 times QAT's) and rounds again.
+    # times one scale. The converter folds the post-norm layer norm's gamma,
+    # the constant that multiplies the kernel's input, into the kernel and
+    # rounds the product again: what is stored is gamma * W within half an
+    # int8 step, so a QAT kernel after a layer norm leaves its trained grid
+    # by up to half a step (stated in the README).
     interpreter = lean.LeanLiteRT(data).interpreter
     stored = [
         (
@@ -155,7 +161,9 @@ def test_a_per_tensor_qat_model_keeps_its_weight_grid():
     ]
     for layer in qat.decoder_layers:
         kernel = ops.convert_to_numpy(layer._feedforward_intermediate_dense.kernel)
-        assert any(np.abs(w - kernel.T).max() <= scale * 1.01 for w, scale in stored), (
+        gamma = ops.convert_to_numpy(layer._cross_attention_layer_norm.gamma)
+        folded = (gamma[:, None] * kernel).T
+        assert any(np.abs(w - folded).max() <= scale * 0.51 for w, scale in stored), (
             layer.name
         )
     # Activations run float (dynamic-range kernels), where Keras fake-quantizes
@@ -242,6 +250,11 @@ def test_the_file_carries_its_decoding_contract(trained, trained_fp32):
     with pytest.raises(ValueError, match="Not a TFLite file"):
         tflite_metadata.read(b"\0" * 16)
     runner = lean.LeanLiteRT(data)
+    # init_cache gives the zero caches of the contract's shapes.
+    start = runner._init(batch_size=np.array(3, np.int32))
+    assert sorted(start) == sorted(f"self_{k}_{i}" for i in range(2) for k in "kv")
+    shape = (3, trained.num_heads, MAX_LENGTH + 1, trained.head_dim)
+    assert all(v.shape == shape and not v.any() for v in start.values())
     too_wide = np.ones((1, trained.max_encoder_length + 1), np.int32)
     with pytest.raises(UserError, match="do not fit this model's"):
         runner.generate(too_wide, MAX_LENGTH)
@@ -254,3 +267,64 @@ def test_ctranslate2_missing_is_one_line_before_any_export(
     with pytest.raises(UserError, match="pip install 'tfaccel\\[ctranslate2\\]'"):
         tfaccel.export(trained, tmp_path / "out", ["tflite_lean", "ctranslate2"])
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_lean_saved_model_serves_every_signature_without_xla(trained, tmp_path):
+    ids = _ids(trained)
+    result = tfaccel.export(
+        trained,
+        tmp_path,
+        ["saved_model_lean", "saved_model"],
+        sample_inputs=ids,
+        source_length=SOURCE,
+        max_length=MAX_LENGTH,
+    )
+    artifact = result["saved_model_lean"]
+    folder = tmp_path / "saved_model_lean" / "1"
+    assert artifact.path == str(folder)
+    assert artifact.max_difference < 1e-4 and artifact.agreement == 1.0
+    assert artifact.runtime.startswith("tensorflow ")
+    runner = api.load("saved_model_lean", folder)
+    expected = trained.generate(ids, MAX_LENGTH)
+    np.testing.assert_array_equal(runner.serve(ids), expected)
+    np.testing.assert_array_equal(runner.generate(ids, MAX_LENGTH), expected)
+    python = lean_saved_model.LeanSavedModel(folder, loop="python")
+    np.testing.assert_array_equal(python.generate(ids, MAX_LENGTH), expected)
+    contract = json.loads((folder / "assets" / "tfaccel.contract.json").read_text())
+    assert contract["eos_id"] == 2 and contract["target_length"] == MAX_LENGTH + 1
+    # TF Serving's stock build: no XLA-only op (the traced `saved_model`
+    # writes its cache with XlaDynamicUpdateSlice), and the warm-up file
+    # runs every signature.
+    assert lean_saved_model.xla_ops(folder) == []
+    assert lean_saved_model.xla_ops(tmp_path / "1") == ["XlaDynamicUpdateSlice"]
+    assert replay_warmup(folder) == [
+        "serving_default",
+        "generate",
+        "encode",
+        "init_cache",
+        "decode_step",
+    ]
+    # A second export is the next version; the first is never touched.
+    before = sorted(p.name for p in folder.rglob("*"))
+    again = tfaccel.export(
+        trained, tmp_path, ["saved_model_lean"], sample_inputs=ids,
+        source_length=SOURCE, max_length=MAX_LENGTH,
+    )  # fmt: skip
+    assert again["saved_model_lean"].path == str(tmp_path / "saved_model_lean" / "2")
+    assert sorted(p.name for p in folder.rglob("*")) == before
+    # A recipe rerun carries both kinds of versions over.
+    carried = tmp_path / "rerun"
+    api.copy_versions(tmp_path, carried)
+    assert sorted(p.name for p in (carried / "saved_model_lean").iterdir()) == [
+        "1",
+        "2",
+    ]
+    assert (carried / "1" / "saved_model.pb").is_file()
+    # `tfaccel bench` tells the two kinds of version folders apart.
+    from tfaccel.bench.targets import find_targets
+
+    found = find_targets([tmp_path / "saved_model_lean", tmp_path / "1"])
+    assert [(t.format, Path(t.path).name) for t in found] == [
+        ("saved_model_lean", "2"),
+        ("saved_model", "1"),
+    ]

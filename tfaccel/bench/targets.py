@@ -80,13 +80,16 @@ def _artifact_target(path, given):
         name = "tflite_" + path.stem.removeprefix("model_")
         fmt = name if name in formats.names(runtime="litert") else "tflite_fp32"
         return Target(name, fmt, str(path), run_dir)
-    # A SavedModel version folder, or a base folder: its newest version.
+    # A SavedModel version folder, or a base folder: its newest version. A
+    # lean one carries its contract as an asset.
     versions = [
         p.parent for p in path.glob("[0-9]*/saved_model.pb") if p.parent.name.isdigit()
     ]
     versions = [path] if (path / "saved_model.pb").is_file() else versions
     for folder in sorted(versions, key=lambda p: -int(p.name)):
-        return Target("saved_model", "saved_model", str(folder), _run_dir_of(folder))
+        lean = (folder / "assets" / "tfaccel.contract.json").is_file()
+        fmt = "saved_model_lean" if lean else "saved_model"
+        return Target(fmt, fmt, str(folder), _run_dir_of(folder))
     # A folder named as `tfaccel.export` names it (onnx_lean, ctranslate2_int8).
     if path.is_dir() and path.name in formats.names(made_by="export"):
         return Target(path.name, path.name, str(path), run_dir)

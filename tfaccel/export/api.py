@@ -16,7 +16,11 @@ Layout of the output folder (a TF Serving model base path):
 - `tflite_<mode>`: `<path>/model_<mode>.tflite`;
 - `onnx`, `onnx_int8`: `<path>/onnx/` and `<path>/onnx_int8/`, each with
   `encode.onnx` and `decode_step.onnx`;
-- `tensorrt`: `<path>/tensorrt/`, with `encode.plan` and `decode_step.plan`.
+- `tensorrt`: `<path>/tensorrt/`, with `encode.plan` and `decode_step.plan`;
+- `saved_model_lean`: `<path>/saved_model_lean/<version>/`, versioned as
+  `saved_model` is (its own TF Serving model base path);
+- the other lean and CTranslate2 formats: a file or folder named as
+  `tfaccel.export.formats` says.
 
 Each artifact is built under a temporary name next to its target, run in
 its own runtime on the sample inputs, compared with the Keras model, and
@@ -334,8 +338,14 @@ def copy_versions(source, target):
     are carried over, so a new export is a new version, never a rewrite.
     """
     source, target = pathlib.Path(source), pathlib.Path(target)
-    if not source.is_dir():
-        return
-    for folder in source.iterdir():
-        if folder.is_dir() and folder.name.isdigit():
-            shutil.copytree(folder, target / folder.name)
+    roots = {
+        registry.get(name).artifact.removesuffix("<version>")
+        for name in registry.names()
+        if registry.get(name).artifact.endswith("<version>")
+    }
+    for root in sorted(roots):  # "" (saved_model), "saved_model_lean/"
+        if not (source / root).is_dir():
+            continue
+        for folder in (source / root).iterdir():
+            if folder.is_dir() and folder.name.isdigit():
+                shutil.copytree(folder, target / root / folder.name)

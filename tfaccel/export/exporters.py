@@ -212,6 +212,38 @@ def export_lean_onnx(model, path, fmt, reference, representative, atol, agree):
     return _verified_dir(fmt, path, reference, atol, agree, write, lean_onnx.LeanORT)
 
 
+def export_lean_saved_model(model, path, fmt, reference, representative, atol, agree):
+    """The next version folder under `<path>/saved_model_lean/`; earlier
+    versions are never touched."""
+    from tfaccel.export import lean, lean_saved_model, saved_model
+
+    module = lean.build(model, reference.max_length + 1)
+    root = path / formats.get(fmt).artifact.removesuffix("/<version>")
+    target = root / str(saved_model.next_version(root))
+    with atomic_dir(target) as tmp:
+        lean_saved_model.save(module, tmp)
+        found = lean_saved_model.xla_ops(tmp)
+        if found:
+            raise UserError(
+                f"{fmt}: the graph holds XLA-only ops ({', '.join(found)}) that "
+                "TF Serving's standard build cannot run; nothing was published. "
+                f"Received: ops={found}"
+            )
+        runner = lean_saved_model.LeanSavedModel(tmp)
+        check = reference.compare(fmt, runner, atol, agree)
+        served = runner.serve(reference.samples)
+        expected = runner.generate(reference.samples)
+        if not np.array_equal(served, expected):
+            raise UserError(
+                f"{fmt} verification failed: serving_default generates other "
+                "tokens than the generate signature; nothing was published."
+            )
+        saved_model.write_warmup(
+            tmp, lean_saved_model.warmup_requests(runner, reference.samples)
+        )
+    return _artifact(fmt, target, runner.runtime, check)
+
+
 def export_ctranslate2(model, path, fmt, reference, representative, atol, agree):
     from tfaccel.export import ctranslate2
     from tfaccel.export.architecture import describe

@@ -47,7 +47,9 @@ class Format:
         runtime: the runtime that runs it: `"tensorflow"`, `"litert"`,
             `"onnxruntime"`, `"tensorrt"` or `"keras"`.
         artifact: where it goes under the output folder: a file or folder
-            name, or `"<version>"` for a numbered SavedModel folder.
+            name, or `"<version>"` (`"<folder>/<version>"`) for a numbered
+            SavedModel folder: `tfaccel.export` writes the next version and
+            a rerun carries the earlier ones over (`api.copy_versions`).
         verified_by: `"logits"` or `"tokens"` (see `VERIFIED_BY`).
         exporter: `"module:function"` building, verifying and publishing it
             (`tfaccel.export.exporters`), or None for recipe-only formats.
@@ -301,12 +303,17 @@ register(
 _LEAN_TFLITE = ("ai_edge_litert.interpreter", "tfaccel.export.tflite_metadata")
 _LEAN_TFLITE += ("tfaccel.export.lean",)
 _LEAN_ONNX = ("onnxruntime", "tfaccel.export.lean_onnx")
-_CT2 = ("ctranslate2", "tfaccel.export.ctranslate2")
+# tfaccel's module first: it picks CTranslate2's int8 backend before import.
+_CT2 = ("tfaccel.export.ctranslate2", "ctranslate2")
 for _name, _runtime, _artifact, _verified, _weights, _exporter, _runner, _modules in (
     ("tflite_lean", "litert", "model_lean.tflite", "tokens", "int8",
      "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
     ("tflite_lean_fp32", "litert", "model_lean_fp32.tflite", "logits", "fp32",
      "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
+    ("saved_model_lean", "tensorflow", "saved_model_lean/<version>", "logits",
+     "fp32", "export_lean_saved_model",
+     "tfaccel.export.lean_saved_model:LeanSavedModel",
+     ("tfaccel.export.lean_saved_model",)),
     ("onnx_lean", "onnxruntime", "onnx_lean", "logits", "fp32",
      "export_lean_onnx", "tfaccel.export.lean_onnx:LeanORT", _LEAN_ONNX),
     ("onnx_lean_int8", "onnxruntime", "onnx_lean_int8", "tokens", "int8",
@@ -326,7 +333,7 @@ for _name, _runtime, _artifact, _verified, _weights, _exporter, _runner, _module
             verified_by=_verified,
             exporter=f"{_EXPORTERS}:{_exporter}",
             runner=_runner,
-            threads=True,
+            threads=_runtime != "tensorflow",  # TF's threads are the process's
             weights=_weights,
             modules=_modules,
         )

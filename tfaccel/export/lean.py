@@ -33,7 +33,9 @@ same module to ONNX). Signatures (inputs and outputs by name):
   `self_v_<i>`;
 - `generate(encoder_token_ids, max_length int32 (), stop_at_eos bool ())`
   -> `tokens int32 (batch, max_target - 1)`: greedy ids, EOS included, 0
-  after it (with `stop_at_eos` false, every row runs `max_length` steps).
+  after it (with `stop_at_eos` false, every row runs `max_length` steps);
+- `init_cache(batch_size int32 ())` -> the zero `self_k_<i>`, `self_v_<i>`
+  a sequence starts `decode_step` with.
 """
 
 import json
@@ -46,7 +48,8 @@ from tfaccel.export import generation, tflite_metadata
 from tfaccel.export.architecture import describe
 
 ENCODE, DECODE_STEP, GENERATE = "encode", "decode_step", "generate"
-SIGNATURES = (ENCODE, DECODE_STEP, GENERATE)
+INIT_CACHE = "init_cache"
+SIGNATURES = (ENCODE, DECODE_STEP, GENERATE, INIT_CACHE)
 # The metadata entry holding `LeanModule.contract()` in a `.tflite` file.
 CONTRACT = "tfaccel.contract"
 _NEG = -1e9
@@ -119,6 +122,11 @@ class LeanModule:
             ],
             # No autograph: the loop is an explicit `tf.while_loop`, and
             # tracing does not depend on re-reading this file's source.
+            autograph=False,
+        )
+        module.init_cache = tf.function(
+            self._init_cache,
+            input_signature=[tf.TensorSpec((), tf.int32, "batch_size")],
             autograph=False,
         )
 
@@ -386,6 +394,20 @@ class LeanModule:
             x = self._residual(tf, x, ffn, layer["ffn_norm"])
         return self._apply(tf, x, self.lm_head), new_cache
 
+    def _zero_cache(self, batch):
+        import tensorflow as tf
+
+        cache = []
+        for layer in self.decoder:
+            shape = [batch, layer["heads"], self.target_length, layer["dim"]]
+            cache += [tf.zeros(shape), tf.zeros(shape)]
+        return cache
+
+    def _init_cache(self, batch_size):
+        cache = self._zero_cache(batch_size)
+        names = [f"self_{kind}_{i}" for i in range(len(self.decoder)) for kind in "kv"]
+        return dict(zip(names, cache, strict=True))
+
     def _generate(self, encoder_token_ids, max_length, stop_at_eos):
         import tensorflow as tf
 
@@ -396,10 +418,7 @@ class LeanModule:
         batch = tf.shape(encoder_token_ids)[0]
         steps = self.target_length - 1
         max_length = tf.minimum(max_length, steps)
-        cache = []
-        for layer in self.decoder:
-            shape = [batch, layer["heads"], self.target_length, layer["dim"]]
-            cache += [tf.zeros(shape), tf.zeros(shape)]
+        cache = self._zero_cache(batch)
         vocab = arch.vocabulary_size
         # Padding and BOS are never outputs (`generation.greedy`).
         banned = tf.constant(
@@ -438,7 +457,7 @@ def build(model, target_length=None):
 
 
 def convert_tflite(lean, weights="int8", per_channel=True):
-    """Converts a `LeanModule` to `.tflite` bytes with the three signatures.
+    """Converts a `LeanModule` to `.tflite` bytes with its four signatures.
 
     Args:
         lean: a `LeanModule`.
@@ -455,9 +474,7 @@ def convert_tflite(lean, weights="int8", per_channel=True):
     from tfaccel._io import scratch_dir
 
     signatures = {
-        ENCODE: lean.module.encode.get_concrete_function(),
-        DECODE_STEP: lean.module.decode_step.get_concrete_function(),
-        GENERATE: lean.module.generate.get_concrete_function(),
+        name: getattr(lean.module, name).get_concrete_function() for name in SIGNATURES
     }
     with scratch_dir("lean") as folder:
         tf.saved_model.save(lean.module, str(folder), signatures=signatures)
@@ -475,23 +492,28 @@ def convert_tflite(lean, weights="int8", per_channel=True):
 
 
 class LeanRunner:
-    """Greedy decoding over a lean artifact's three signatures.
+    """Greedy decoding over a lean artifact's signatures.
 
-    Subclasses load the artifact and call `__init__` with callables taking
-    inputs and returning outputs by the signature names of the module doc,
-    and the artifact's contract (`LeanModule.contract`).
+    Subclasses load the artifact and call `__init__` with its signatures as
+    callables taking inputs and returning outputs by the names of the
+    module doc, and the artifact's contract (`LeanModule.contract`).
 
     Args:
-        encode, decode_step, generate: the signatures, as callables.
+        calls: dict from signature name to callable; `encode` and
+            `decode_step` are needed, `generate` and `init_cache` used when
+            present (without `init_cache` the cache starts as zeros, as the
+            contract says).
         contract: the dict the artifact carries.
         loop: `"graph"` runs `generate` (one call per batch); `"python"`
-            drives `encode` and `decode_step` from Python.
+            drives `encode` and `decode_step` from Python (the only loop
+            when the artifact has no `generate`).
     """
 
-    def __init__(self, encode, decode_step, generate, contract, loop="graph"):
+    def __init__(self, calls, contract, loop="graph"):
         if loop not in ("graph", "python"):
             raise ValueError(f"loop must be 'graph' or 'python'. Received: {loop!r}")
-        self._encode, self._decode, self._generate = encode, decode_step, generate
+        self._encode, self._decode = calls[ENCODE], calls[DECODE_STEP]
+        self._generate, self._init = calls.get(GENERATE), calls.get(INIT_CACHE)
         self.contract = contract
         self.target_length = int(contract["target_length"])
         self.source_length = int(contract["max_source_length"])
@@ -506,7 +528,7 @@ class LeanRunner:
                     self.target_length,
                     dim,
                 )
-        self.loop = loop
+        self.loop = loop if self._generate is not None else "python"
 
     def _trim(self, ids):
         ids = _trim(ids)
@@ -520,6 +542,9 @@ class LeanRunner:
     def _start(self, ids):
         encoded = self._encode(encoder_token_ids=np.asarray(ids, np.int32))
         batch = len(ids)
+        if self._init is not None:
+            out = self._init(batch_size=np.array(batch, np.int32))
+            return encoded, {name: np.asarray(out[name]) for name in self._cache_shapes}
         cache = {
             name: np.zeros((batch, *shape), np.float32)
             for name, shape in self._cache_shapes.items()
@@ -588,11 +613,9 @@ class LeanLiteRT(LeanRunner):
         data = model if isinstance(model, bytes) else pathlib.Path(model).read_bytes()
         contract = json.loads(tflite_metadata.read(data)[CONTRACT])
         self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
-        super().__init__(
-            *(self.interpreter.get_signature_runner(n) for n in SIGNATURES),
-            contract,
-            loop,
-        )
+        listed = self.interpreter.get_signature_list()
+        calls = {n: self.interpreter.get_signature_runner(n) for n in listed}
+        super().__init__(calls, contract, loop)
 
 
 def _trim(ids):

@@ -1,8 +1,9 @@
 """The lean graphs (`tfaccel.export.lean`) as ONNX, run in ONNX Runtime.
 
 The same `LeanModule` that becomes a `.tflite` file is converted by
-tf2onnx, one file per signature: `encode.onnx`, `decode_step.onnx` and
-`generate.onnx` (the whole greedy loop, an ONNX `Loop`). Every file keeps
+tf2onnx, one file per signature: `encode.onnx`, `decode_step.onnx`,
+`init_cache.onnx` and `generate.onnx` (the whole greedy loop, an ONNX
+`Loop`). Every file keeps
 the decoding contract in its `metadata_props` (key `tfaccel.contract`).
 With `weights="int8"`, ONNX Runtime's `quantize_dynamic` stores the
 step's and the encoder's matmul weights as int8 (`tfaccel.export.onnx_int8`).
@@ -25,7 +26,7 @@ from tfaccel.export.lean import (
     CONTRACT,
     DECODE_STEP,
     ENCODE,
-    GENERATE,
+    INIT_CACHE,
     SIGNATURES,
     LeanRunner,
 )
@@ -35,7 +36,7 @@ _UPDATED = "updated_"
 
 
 def convert(lean, folder, weights="fp32", opset=None):
-    """Writes a `LeanModule`'s three signatures as ONNX files into `folder`.
+    """Writes a `LeanModule`'s signatures as ONNX files into `folder`.
 
     Args:
         lean: a `tfaccel.export.lean.LeanModule`.
@@ -55,7 +56,7 @@ def convert(lean, folder, weights="fp32", opset=None):
         raise ValueError(f"weights must be 'fp32' or 'int8'. Received: {weights!r}")
     opset = opset or onnx_export.OPSET
     contract = lean.contract()
-    names = SIGNATURES if weights == "fp32" else (ENCODE, DECODE_STEP)
+    names = SIGNATURES if weights == "fp32" else (ENCODE, DECODE_STEP, INIT_CACHE)
     contract["signatures"] = list(names)
     contract = json.dumps(contract, sort_keys=True)
     protos = {name: _convert(lean, name, opset) for name in names}
@@ -149,17 +150,9 @@ class LeanORT(LeanRunner):
         }
         meta = sessions[ENCODE].get_modelmeta().custom_metadata_map
         contract = json.loads(meta[CONTRACT])
-        if GENERATE not in contract["signatures"]:
-            loop = "python"
         self.runtime = f"ONNX Runtime {onnxruntime.__version__}"
-        super().__init__(
-            *(
-                _call(sessions[name]) if name in sessions else None
-                for name in SIGNATURES
-            ),
-            contract,
-            loop,
-        )
+        calls = {name: _call(session) for name, session in sessions.items()}
+        super().__init__(calls, contract, loop)
 
 
 def _call(session):

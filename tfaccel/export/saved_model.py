@@ -7,8 +7,8 @@
 - `encode` and `decode_step`: the cached-generation pair of
   `tfaccel.export.signatures`, for clients that decode themselves.
 
-It also writes `assets.extra/tf_serving_warmup_requests` (one `generate`
-request) so TF Serving traces the model before its first real request. The
+It also writes `assets.extra/tf_serving_warmup_requests` (one request per
+signature) so TF Serving runs each before its first real request. The
 folder is built under a temporary name, loaded back with
 `tf.saved_model.load`, compared with the Keras model, and only then renamed
 into place: TF Serving never sees a half-written or unverified version.
@@ -88,8 +88,8 @@ def export_saved_model(
     )
     with atomic_dir(root / str(version)) as tmp:
         archive.write_out(str(tmp), verbose=False)
-        _write_warmup(tmp, sample_ids)
         runner = SavedModelRunner(tmp)
+        write_warmup(tmp, _warmup_requests(runner, sample_ids))
         difference = _verify(model, runner, sample_ids, max_length, atol)
         checked = check(runner) if check else None
     path = root / str(version)
@@ -115,21 +115,48 @@ def _pad(ids, width):
     return padded
 
 
-def _write_warmup(folder, sample_ids):
+def write_warmup(folder, requests):
+    """Writes `assets.extra/tf_serving_warmup_requests` into a version folder.
+
+    Args:
+        folder: the SavedModel version folder.
+        requests: `(signature name, {input name: array})` pairs, one
+            `PredictRequest` each, so TF Serving runs every signature once
+            before its first real request.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(signature_name=GENERATE),
-        inputs={"encoder_token_ids": tf.make_tensor_proto(sample_ids[:1])},
-    )
-    log = prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request)
-    )
     extra = pathlib.Path(folder) / "assets.extra"
     extra.mkdir()
     with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        writer.write(log.SerializeToString())
+        for signature, inputs in requests:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=signature),
+                inputs={k: tf.make_tensor_proto(v) for k, v in inputs.items()},
+            )
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def _warmup_requests(runner, sample_ids):
+    # serving_default, encode and decode_step, each with real inputs.
+    ids = sample_ids[:1]
+    encoded = runner._encode(encoder_token_ids=ids)
+    step = {
+        "token_ids": np.ones((1, 1), np.int32),
+        "index": np.array(0, np.int32),
+        "self_cache": np.zeros((1, *runner._cache_shape), np.float32),
+        "cross_cache": encoded["cross_cache"].numpy(),
+        "encoder_mask": encoded["encoder_mask"].numpy(),
+    }
+    return [
+        (GENERATE, {"encoder_token_ids": ids}),
+        (signatures.ENCODE, {"encoder_token_ids": ids}),
+        (signatures.DECODE_STEP, step),
+    ]
 
 
 def _verify(model, runner, sample_ids, max_length, atol):
