@@ -14,7 +14,10 @@ weights for every runtime:
 - `onnx_int8`: ONNX Runtime after `quantize_dynamic` of the traced graph;
 - `lean_onnx`, `lean_onnx_int8`: the lean graph in ONNX Runtime, float32
   (whole loop in `generate.onnx`) and `quantize_dynamic` int8 (Python
-  drives `decode_step.onnx`).
+  drives `decode_step.onnx`);
+- `openvino_int8`: the lean float32 ONNX graphs in OpenVINO, int8 weights
+  by NNCF (`tfaccel.bench.openvino`; skipped with `--skip openvino`, and
+  with `--skip lean_onnx`, whose folder it reads).
 
 With a trained baseline every runtime is scored on the test split (WER);
 with `--random-weights` every sequence runs `--tokens` steps (no EOS stop).
@@ -146,6 +149,12 @@ def build(model, task, args, folder):
         for weights, name in (("int8", "lean_onnx_int8"), ("fp32", "lean_onnx")):
             lean_onnx.convert(lean_module, folder / name, weights)
             runners[name] = lean_onnx.LeanORT(folder / name, args.threads)
+        if "openvino" not in args.skip:
+            from tfaccel.bench.openvino import OpenVINOLean
+
+            runners["openvino_int8"] = OpenVINOLean(
+                folder / "lean_onnx", args.threads, "int8"
+            )
     shrunk = _shrunk(model, args)
     shrunk_arch = None if shrunk is None else describe(shrunk)
     if shrunk is not None:

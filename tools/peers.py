@@ -15,6 +15,8 @@ one process, on the same batches of real test sources:
   its spec API (`tfaccel.export.ctranslate2`). It picks its int8 GEMM by
   CPU vendor: on AMD, time it again with `CT2_USE_MKL=1` and keep the
   faster;
+- `openvino_int8`: OpenVINO's CPU plugin on tfaccel's lean ONNX graphs,
+  weights compressed to int8 by NNCF (`tfaccel.bench.openvino`);
 - `tfmot_int8`, `tfmot_int8_calibrated`: the tf_keras twin, pruned 50% and
   trained quantization-aware with tfmot (`tfaccel.compat`), converted to
   TFLite int8 without and with representative data, decoded in LiteRT
@@ -71,6 +73,7 @@ DESCRIPTIONS = {
     "keras_int8": 'Keras Model.quantize("int8")',
     "ctranslate2": "CTranslate2 float32, the same weights through its spec API",
     "ctranslate2_int8": "CTranslate2 int8, the same weights through its spec API",
+    "openvino_int8": "OpenVINO, the lean ONNX graphs with int8 weights by NNCF",
     "tfmot_int8": "tfmot on the tf_keras twin: prune 50% + QAT, TFLite int8, no cache",
     "tfmot_int8_calibrated": "as tfmot_int8, converted with representative data",
 }
@@ -374,6 +377,18 @@ def build_export(model, ctx, fmt):
     return Peer(fmt, runner, artifact.runtime, [pathlib.Path(artifact.path)], info)
 
 
+def build_openvino(model, ctx):
+    """OpenVINO on the verified `onnx_lean` folder, int8 weights by NNCF."""
+    from tfaccel.bench import openvino
+
+    openvino.check_available()
+    lean = build_export(model, ctx, "onnx_lean")
+    runner = openvino.OpenVINOLean(lean.files[0], ctx.threads, "int8")
+    saved = runner.save(ctx.folder / "openvino_int8")  # its size is the IR's
+    info = {"converted_from": "onnx_lean", "weights": "int8_sym per channel (NNCF)"}
+    return Peer("openvino_int8", runner, runner.runtime, [saved], info)
+
+
 def build_keras_int8(model, ctx):
     """Keras `Model.quantize("int8")` of a copy: int8 weights, dynamic activations."""
     copy = type(model).from_config(model.get_config())
@@ -469,6 +484,7 @@ BUILDERS = {
     "keras_int8": build_keras_int8,
     "ctranslate2": functools.partial(build_export, fmt="ctranslate2"),
     "ctranslate2_int8": functools.partial(build_export, fmt="ctranslate2_int8"),
+    "openvino_int8": build_openvino,
     "tfmot_int8": functools.partial(build_tfmot, calibrated=False),
     "tfmot_int8_calibrated": functools.partial(build_tfmot, calibrated=True),
 }

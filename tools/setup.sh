@@ -5,7 +5,8 @@
 #     distillation recipes have the teacher label;
 #   - a virtualenv in .venv with tfaccel installed (editable) with its dev
 #     extras, tfmot (the Keras 2 peer that tests compare schedules with) and
-#     CTranslate2 (the ctranslate2 export formats, and the fastest peer).
+#     CTranslate2 (the ctranslate2 export formats, and the fastest peer) and
+#     OpenVINO with NNCF (a benchmark peer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +29,5 @@ fi
 python="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,tfmot,ctranslate2]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,tfmot,ctranslate2,openvino]"
 echo "tfaccel is set up in .venv ($(.venv/bin/python --version))"
