@@ -115,6 +115,38 @@ def test_export_writes_verified_artifacts(tmp_path, capsys):
     assert_user_error(code, capsys.readouterr().err, "Cannot write exports to")
 
 
+def test_export_tries_every_format_and_exits_1_for_a_failure(
+    tmp_path, capsys, monkeypatch
+):
+    from tfaccel.export import exporters
+    from tfaccel.models import Seq2SeqTransformer, save_model
+
+    def broken(*args):
+        # What a converter raises for an op it cannot lower: a long dump.
+        lines = [f"  note: see current operation {i}" for i in range(600)]
+        raise RuntimeError(
+            "error: 'tf.StridedSlice' op is neither a custom op nor a flex op\n"
+            + "\n".join(lines)
+        )
+
+    monkeypatch.setattr(exporters, "export_onnx", broken)
+    model = Seq2SeqTransformer.from_preset("tiny", max_encoder_length=10)
+    model.generate(np.ones((1, 4), "int32"), 4)  # builds the model
+    save_model(model, tmp_path / "model.keras")
+    out = tmp_path / "exports"
+    formats = "onnx,tflite_fp32"
+    code = main(["export", str(tmp_path), "--formats", formats, "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["model_fp32.tflite"]
+    assert "verified in LiteRT" in captured.out
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("tfaccel: error: onnx was not exported: onnx could not")
+    assert "'tf.StridedSlice' op is neither" in line and "Traceback" not in line
+    code = main(["export", str(tmp_path), "--out", str(out), "--min-agreement", "2"])
+    assert_user_error(code, capsys.readouterr().err, "Received: --min-agreement 2.0")
+
+
 def _run_dir(tmp_path):
     # An old-style run: no benchmark, machine, layers or asserts.
     metrics = {

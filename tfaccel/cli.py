@@ -13,7 +13,12 @@ import sys
 import traceback
 
 from tfaccel.cli_parser import build_parser
-from tfaccel.errors import DivergedError, UserError, WorkerLostError
+from tfaccel.errors import (
+    DivergedError,
+    ExportFailedError,
+    UserError,
+    WorkerLostError,
+)
 
 
 def _cmd_bench(args):
@@ -174,6 +179,11 @@ def _cmd_export(args):
         raise UserError(f"Unknown task '{task_name}'. Use one of: {', '.join(TASKS)}.")
     if args.samples < 1:
         raise UserError(f"--samples must be at least 1. Received: {args.samples}")
+    if not 0.0 <= args.min_agreement <= 1.0:
+        raise UserError(
+            "--min-agreement is a share of tokens, from 0 to 1. "
+            f"Received: --min-agreement {args.min_agreement}"
+        )
 
     import tfaccel.export
     from tfaccel import tasks
@@ -200,7 +210,17 @@ def _cmd_export(args):
         print(f"Verifying on {len(sources)} {task_name} test sources")
     else:
         print("No task given: verifying on random sources (pass --task)")
-    result = tfaccel.export(model, args.out, formats, log=print, **options)
+    options["min_agreement"] = args.min_agreement
+    try:
+        result = tfaccel.export(model, args.out, formats, log=print, **options)
+    except ExportFailedError as error:
+        # Every format was tried: the published ones, then one line each
+        # for those that failed.
+        if error.result.artifacts:
+            print(error.result)
+        for name, line in error.failures.items():
+            print(f"tfaccel: error: {name} was not exported: {line}", file=sys.stderr)
+        return 1
     print(result)
     return 0
 
@@ -275,7 +295,7 @@ def main(argv=None):
     except WorkerLostError as error:
         print(f"tfaccel: error: {_one_line(error)}", file=sys.stderr)
         return 3
-    except DivergedError as error:
+    except (DivergedError, ExportFailedError) as error:
         print(f"tfaccel: error: {_one_line(error)}", file=sys.stderr)
         return 1
     except OSError as error:

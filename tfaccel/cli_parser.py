@@ -120,6 +120,13 @@ def _add_export(commands):
     export.add_argument(
         "--samples", type=int, default=64, help="test sources to verify on"
     )
+    export.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.9,
+        help="least share of greedy tokens equal to Keras's that an int8 "
+        "format must reach to be published (default 0.9)",
+    )
 
 
 def _add_bench(commands):

@@ -38,6 +38,28 @@ class DivergedError(RuntimeError):
     """
 
 
+class ExportFailedError(RuntimeError):
+    """`tfaccel.export` tried every format and some failed; those that
+    verified were published.
+
+    The CLI prints one line per failure and exits with code 1.
+
+    Attributes:
+        result: the `ExportResult` of the formats that were published.
+        failures: dict from format name to its one-line reason.
+    """
+
+    def __init__(self, result, failures):
+        self.result, self.failures = result, dict(failures)
+        published = len(result.artifacts)
+        reasons = "; ".join(f"{name}: {line}" for name, line in self.failures.items())
+        super().__init__(
+            f"{len(self.failures)} of {published + len(self.failures)} export "
+            f"formats failed ({reasons}); the other {published} were published "
+            f"to {result.path}."
+        )
+
+
 class MissingExtraError(UserError, ImportError):
     """An optional dependency is missing; the message names the pip extra."""
 

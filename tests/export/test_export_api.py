@@ -14,7 +14,7 @@ import pytest
 from qat_checks import tiny_model
 
 import tfaccel
-from tfaccel.errors import UserError
+from tfaccel.errors import ExportFailedError, UserError
 from tfaccel.export import api, tensorrt
 
 SOURCE, TARGET = 12, 8
@@ -81,7 +81,7 @@ def test_saved_model_versions_are_never_overwritten(model, tmp_path):
 
 
 def test_a_verification_mismatch_publishes_nothing(model, tmp_path):
-    with pytest.raises(UserError, match=r"differ from Keras by .*nothing was"):
+    with pytest.raises(ExportFailedError, match=r"differ from Keras by .*nothing was"):
         tfaccel.export(
             model,
             tmp_path,
@@ -91,7 +91,7 @@ def test_a_verification_mismatch_publishes_nothing(model, tmp_path):
             atol=0.0,  # LiteRT's kernels round differently from TensorFlow's
         )
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(UserError, match="nothing was published"):
+    with pytest.raises(ExportFailedError, match="nothing was published") as info:
         tfaccel.export(
             model,
             tmp_path,
@@ -101,6 +101,9 @@ def test_a_verification_mismatch_publishes_nothing(model, tmp_path):
             min_agreement=1.01,  # unreachable
         )
     assert list(tmp_path.iterdir()) == []
+    # The agreement failure names the argument that would accept it.
+    assert "less than min_agreement=1.01" in info.value.failures["saved_model"]
+    assert info.value.result.artifacts == []
 
 
 def test_bad_input_gets_a_clear_error(model, tmp_path):
@@ -186,3 +189,36 @@ def test_fp16_and_dynamic_tflite_of_a_qat_model_are_refused():
     with pytest.raises(UserError, match="tflite_fp16 of a QAT model") as info:
         check_qat_formats(["tflite_int8", "tflite_fp16"], qat=True)
     assert "Export tflite_int8" in str(info.value)
+
+
+def test_one_failing_format_does_not_stop_the_others(model, tmp_path):
+    # Seven formats; the source vocabulary repeats a token, which only the
+    # CTranslate2 format (it stores token strings) cannot hold.
+    names = ["saved_model", "saved_model_lean", "tflite_fp32", "ctranslate2"]
+    names += ["tflite_lean_fp32", "onnx", "onnx_lean"]
+    source = ["<pad>", "<s>", "</s>", "a", "a"]
+    target = [f"t{i}" for i in range(model.decoder_vocabulary_size)]
+    with pytest.raises(ExportFailedError) as info:
+        tfaccel.export(
+            model,
+            tmp_path,
+            names,
+            source_length=SOURCE,
+            max_length=TARGET,
+            vocabularies=(source, target),
+        )
+    error = info.value
+    assert list(error.failures) == ["ctranslate2"]
+    assert "vocabulary must be unique tokens" in error.failures["ctranslate2"]
+    assert "\n" not in str(error) and "1 of 7 export formats failed" in str(error)
+    published = [name for name in names if name != "ctranslate2"]
+    assert [a.format for a in error.result.artifacts] == published
+    assert _visible(tmp_path) == [
+        "1",
+        "model_fp32.tflite",
+        "model_lean_fp32.tflite",
+        "onnx",
+        "onnx_lean",
+        "saved_model_lean",
+    ]
+    assert _hidden(tmp_path) == []  # nothing half-written of the failed one

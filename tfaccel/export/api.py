@@ -24,7 +24,9 @@ Layout of the output folder (a TF Serving model base path):
 
 Each artifact is built under a temporary name next to its target, run in
 its own runtime on the sample inputs, compared with the Keras model, and
-only then renamed into place. A file or folder of the same name from an
+only then renamed into place. Every requested format is tried: one that
+fails is reported (`tfaccel.errors.ExportFailedError`, one line per format)
+after the others were published. A file or folder of the same name from an
 earlier export is replaced in one rename; a SavedModel version never is.
 """
 
@@ -38,7 +40,7 @@ import tempfile
 import numpy as np
 
 from tfaccel._io import exclusive
-from tfaccel.errors import UserError
+from tfaccel.errors import ExportFailedError, UserError, error_line
 from tfaccel.export import formats as registry
 from tfaccel.export.exporters import Artifact, ReferenceRun, is_qat
 
@@ -152,10 +154,13 @@ def export(
         An `ExportResult`, one `Artifact` per format.
 
     Raises:
-        UserError: an unknown format, an unwritable path, a model without
-            the generation methods, a missing extra or device, or an
-            artifact that differs from Keras beyond the tolerance (that
-            artifact is not published).
+        UserError: before anything is written: an unknown format, an
+            unwritable path, a model without the generation methods, a
+            missing extra or device.
+        ExportFailedError: after every format was tried, when some failed
+            (a converter error, or an artifact that differs from Keras
+            beyond `atol` or `min_agreement`): those were not published, the
+            others were; its `result` lists them.
     """
     log = log or (lambda line: None)
     # Every check runs before anything is written.
@@ -179,29 +184,46 @@ def export(
         reference = ReferenceRun(
             model, samples, source_length, max_length, vocabularies
         )
-        artifacts = _export_each(
+        artifacts, failures = _export_each(
             model, path, formats, reference, representative, atol, min_agreement, log
         )
-    return ExportResult(str(path), artifacts)
+    result = ExportResult(str(path), artifacts)
+    if failures:
+        raise ExportFailedError(result, failures)
+    return result
 
 
 def _export_each(
     model, path, formats, reference, representative, atol, min_agreement, log
 ):
-    artifacts = []
+    artifacts, failures = [], {}
     for fmt in formats:
         log(f"Exporting {fmt} ...")
         exporter = registry.get(fmt).export_function()
-        artifact = exporter(
-            model, path, fmt, reference, representative, atol, min_agreement
-        )
+        try:
+            artifact = exporter(
+                model, path, fmt, reference, representative, atol, min_agreement
+            )
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except UserError as error:
+            failures[fmt] = " ".join(str(error).split())
+            log(f"  {fmt} failed: {failures[fmt]}")
+            continue
+        except Exception as error:  # noqa: BLE001  a converter's dump, cut
+            failures[fmt] = (
+                f"{fmt} could not be converted: {error_line(error, 300)}. "
+                "Export the other formats, or report this with the model's config."
+            )
+            log(f"  {fmt} failed: {failures[fmt]}")
+            continue
         log(
             f"  {artifact.path}: {artifact.bytes / 1e6:.2f} MB, verified in "
             f"{artifact.runtime}: max |Δlogit| {artifact.max_difference:.2e}, "
             f"tokens equal to Keras {artifact.agreement:.2%}"
         )
         artifacts.append(artifact)
-    return artifacts
+    return artifacts, failures
 
 
 def _check_formats(formats):

@@ -116,8 +116,9 @@ class ReferenceRun:
         if not agreement >= min_agreement:
             raise UserError(
                 f"{fmt} verification failed: {agreement:.1%} of its greedy tokens "
-                f"equal Keras's, less than {min_agreement:.0%} (max logit "
-                f"difference {difference:.3g}); nothing was published."
+                f"equal Keras's, less than min_agreement={min_agreement:g} (max "
+                f"logit difference {difference:.3g}); nothing was published. "
+                "Lower min_agreement= (CLI: --min-agreement) to accept it."
             )
         return difference, agreement
 
