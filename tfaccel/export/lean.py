@@ -153,6 +153,8 @@ class LeanModule:
                 "start": "zeros",
             },
             "position_input": "index",
+            # Greedy decoding never picks these (padding and BOS).
+            "suppressed_ids": list(range(arch.eos_id)),
             "signatures": list(SIGNATURES),
         }
 
