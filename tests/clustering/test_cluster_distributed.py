@@ -37,8 +37,10 @@ def test_mirrored_strategy_matches_one_device(mirrored_strategy, per_channel):
             assert isinstance(variable.value, tf.distribute.DistributedValues)
             first, second = (r.numpy() for r in variable.value.values)
             np.testing.assert_array_equal(first, second)
+            # Replicas sum gradients in another order than one device: on an
+            # AVX2-only EPYC centroids near 5e3 differed by 1.2e-5 relative.
             np.testing.assert_allclose(
-                first, numpy(getattr(expected[path], name)), rtol=1e-5, atol=1e-6
+                first, numpy(getattr(expected[path], name)), rtol=1e-4, atol=1e-6
             )
         assert np.abs(numpy(record.centroids) - numpy(record.anchors)).max() > 0
     strip_clustering(mirrored)
@@ -47,4 +49,4 @@ def test_mirrored_strategy_matches_one_device(mirrored_strategy, per_channel):
         mirrored, match_variables(mirrored, [".*kernel"]), 4, per_channel=per_channel
     )
     for ours, theirs in zip(mirrored.weights, single.weights, strict=True):
-        np.testing.assert_allclose(numpy(ours), numpy(theirs), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(numpy(ours), numpy(theirs), rtol=1e-4, atol=1e-6)
