@@ -15,10 +15,6 @@ What does not carry over, stated rather than approximated:
 - a QAT model's activation ranges are dropped: its on-grid weights are
   stored, and CTranslate2 quantizes activations itself (`int8` modes).
 
-On an AMD CPU without VNNI, tfaccel sets `CT2_USE_MKL=1` before it first
-imports CTranslate2 (see `_require`): the default int8 backend there
-saturates. Set `CT2_USE_MKL` yourself to choose.
-
 Vocabularies: CTranslate2 runs tokens (strings). The real vocabularies
 (`tfaccel.data.Vocabulary.tokens`, reserved tokens first) are written
 when given; otherwise each id `i` becomes the token `"i"`, and the runner
@@ -26,9 +22,7 @@ maps ids both ways.
 """
 
 import json
-import os
 import pathlib
-import sys
 
 import numpy as np
 
@@ -51,32 +45,7 @@ def check_available():
     _require()
 
 
-def _vnni_missing_on_amd():
-    # AMD CPUs whose flags lack VNNI (Zen 2 and older); False off Linux.
-    try:
-        info = pathlib.Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
-    return "AuthenticAMD" in info and "vnni" not in flags
-
-
-def _choose_gemm_backend():
-    # CTranslate2 picks its int8 GEMM by CPU vendor when it is imported. On
-    # an AMD CPU without VNNI its default backend saturates u8 x s8 products
-    # (a tiny trained model measured on an AVX2 EPYC: 35% of int8 tokens
-    # equal float32's, 98% with MKL), so tfaccel asks for MKL there unless
-    # the user chose (`CT2_USE_MKL` set) or CTranslate2 is already imported.
-    if (
-        "ctranslate2" not in sys.modules
-        and "CT2_USE_MKL" not in os.environ
-        and _vnni_missing_on_amd()
-    ):
-        os.environ["CT2_USE_MKL"] = "1"
-
-
 def _require():
-    _choose_gemm_backend()
     try:
         import ctranslate2
     except ImportError:
@@ -85,9 +54,6 @@ def _require():
             "'tfaccel[ctranslate2]'. Received: ctranslate2 not installed"
         ) from None
     return ctranslate2
-
-
-_choose_gemm_backend()  # at import too: the bench harness imports us first
 
 
 def _tokens(given, size, side):
