@@ -303,8 +303,7 @@ register(
 _LEAN_TFLITE = ("ai_edge_litert.interpreter", "tfaccel.export.tflite_metadata")
 _LEAN_TFLITE += ("tfaccel.export.lean",)
 _LEAN_ONNX = ("onnxruntime", "tfaccel.export.lean_onnx")
-# tfaccel's module first: it picks CTranslate2's int8 backend before import.
-_CT2 = ("tfaccel.export.ctranslate2", "ctranslate2")
+_CT2 = ("ctranslate2", "tfaccel.export.ctranslate2")
 for _name, _runtime, _artifact, _verified, _weights, _exporter, _runner, _modules in (
     ("tflite_lean", "litert", "model_lean.tflite", "tokens", "int8",
      "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
