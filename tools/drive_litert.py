@@ -12,13 +12,16 @@ The last line printed is the greedy output ids, space-separated, EOS
 included when it is reached.
 """
 
-import argparse
 import json
+import os
 import sys
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from greedy_loop import command_line, greedy  # noqa: E402  (tools/greedy_loop.py, numpy only)
 
 CONTRACT = "tfaccel.contract"
 
@@ -42,37 +45,15 @@ def decode(interpreter, contract, ids, max_length=None):
     encode = interpreter.get_signature_runner("encode")
     step = interpreter.get_signature_runner("decode_step")
     init = interpreter.get_signature_runner("init_cache")
-    steps = contract["target_length"] - 1
-    steps = min(max_length or steps, steps)
     encoded = encode(encoder_token_ids=np.array([ids], np.int32))
     cache = init(batch_size=np.array(1, np.int32))
-    token, out = contract["bos_id"], []
-    for index in range(steps):
-        outputs = step(
-            token_ids=np.array([[token]], np.int32),
-            **{contract["position_input"]: np.array(index, np.int32)},
-            **cache,
-            **encoded,
-        )
-        logits = np.array(outputs["logits"][0], np.float32)
-        logits[contract["suppressed_ids"]] = -np.inf
-        token = int(logits.argmax())
-        out.append(token)
-        if token == contract["eos_id"]:
-            break
-        cache = {name: outputs[name] for name in cache}
-    return out
+    return greedy(step, contract, cache, encoded, max_length)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a lean .tflite file (tflite_lean*)")
-    parser.add_argument("--ids", required=True, help="source ids, e.g. 5,6,7,8")
-    parser.add_argument("--max-length", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
     try:
-        ids = [int(i) for i in args.ids.split(",") if i.strip()]
+        args = command_line(__doc__, "model", "a lean .tflite file", argv)
+        ids = args.ids
         with open(args.model, "rb") as file:
             data = file.read()
         contract = read_contract(data)

@@ -13,13 +13,15 @@ The last line printed is the greedy output ids, space-separated, EOS
 included when it is reached.
 """
 
-import argparse
 import json
 import os
 import sys
 
 import numpy as np
 import onnxruntime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from greedy_loop import command_line, greedy  # noqa: E402  (tools/greedy_loop.py, numpy only)
 
 CONTRACT = "tfaccel.contract"
 UPDATED = "updated_"
@@ -71,37 +73,17 @@ def decode(folder, ids, max_length=None, threads=1):
     else:
         cache = _zeros(contract)
     encoded = _run(encode, encoder_token_ids=np.array([ids], np.int32))
-    steps = contract["target_length"] - 1
-    steps = min(max_length or steps, steps)
-    token, out = contract["bos_id"], []
-    for index in range(steps):
-        outputs = _run(
-            step,
-            token_ids=np.array([[token]], np.int32),
-            **{contract["position_input"]: np.array(index, np.int32)},
-            **cache,
-            **encoded,
-        )
-        logits = np.array(outputs["logits"][0], np.float32)
-        logits[contract["suppressed_ids"]] = -np.inf
-        token = int(logits.argmax())
-        out.append(token)
-        if token == contract["eos_id"]:
-            break
-        cache = {name: outputs[name] for name in cache}
-    return out
+
+    def run_step(**feed):
+        return _run(step, **feed)
+
+    return greedy(run_step, contract, cache, encoded, max_length)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", help="a lean ONNX folder (onnx_lean*)")
-    parser.add_argument("--ids", required=True, help="source ids, e.g. 5,6,7,8")
-    parser.add_argument("--max-length", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
     try:
-        ids = [int(i) for i in args.ids.split(",") if i.strip()]
-        out = decode(args.folder, ids, args.max_length, args.threads)
+        args = command_line(__doc__, "folder", "a lean ONNX folder", argv)
+        out = decode(args.folder, args.ids, args.max_length, args.threads)
     except (OSError, ValueError, KeyError) as error:
         print(f"drive_onnx: error: {error}", file=sys.stderr)
         return 2
