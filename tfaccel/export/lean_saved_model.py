@@ -47,23 +47,26 @@ def save(lean, folder):
 
     from tfaccel._io import scratch_dir
 
-    module = lean.module
-    generate = module.generate
-    ids_spec = generate.input_signature[0]
+    # A new root that holds the lean module, so that `lean.module` itself
+    # stays as it was (it may still be converted to TFLite or ONNX).
+    root = tf.Module()
+    root.lean = lean.module
+    generate = lean.module.generate
     steps = lean.target_length - 1
 
     def serving(encoder_token_ids):
         return generate(encoder_token_ids, tf.constant(steps), tf.constant(True))
 
-    module.serving = tf.function(serving, input_signature=[ids_spec], autograph=False)
-    signatures = {SERVING_DEFAULT: module.serving.get_concrete_function()}
+    ids_spec = generate.input_signature[0]
+    root.serving = tf.function(serving, input_signature=[ids_spec], autograph=False)
+    signatures = {SERVING_DEFAULT: root.serving.get_concrete_function()}
     for name in SIGNATURES:
-        signatures[name] = getattr(module, name).get_concrete_function()
+        signatures[name] = getattr(lean.module, name).get_concrete_function()
     with scratch_dir("lean-contract") as scratch:
         contract = pathlib.Path(scratch) / CONTRACT_FILE
         contract.write_text(json.dumps(lean.contract(), sort_keys=True, indent=1))
-        module.contract = tf.saved_model.Asset(str(contract))
-        tf.saved_model.save(module, str(folder), signatures=signatures)
+        root.contract = tf.saved_model.Asset(str(contract))
+        tf.saved_model.save(root, str(folder), signatures=signatures)
 
 
 def xla_ops(folder):
