@@ -3,8 +3,8 @@
 The same `LeanModule` that becomes a `.tflite` file is converted by
 tf2onnx, one file per signature: `encode.onnx`, `decode_step.onnx`,
 `init_cache.onnx` and `generate.onnx` (the whole greedy loop, an ONNX
-`Loop`). Every file keeps
-the decoding contract in its `metadata_props` (key `tfaccel.contract`).
+`Loop`). Every file keeps the decoding contract in its `metadata_props`
+(key `tfaccel.contract`).
 With `weights="int8"`, ONNX Runtime's `quantize_dynamic` stores the
 step's and the encoder's matmul weights as int8 (`tfaccel.export.onnx_int8`).
 That folder has no `generate.onnx`: tf2onnx passes the weights into the
