@@ -17,7 +17,13 @@ import logging
 import pathlib
 
 from tfaccel.errors import UserError
-from tfaccel.export.lean import CONTRACT, DECODE_STEP, ENCODE, INIT_CACHE, LeanRunner
+from tfaccel.export.lean_runner import (
+    CONTRACT,
+    DECODE_STEP,
+    ENCODE,
+    INIT_CACHE,
+    LeanRunner,
+)
 
 WEIGHTS = ("int8", "fp32")
 

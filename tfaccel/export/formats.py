@@ -301,14 +301,14 @@ register(
 # the graph's own `generate` loop. CTranslate2 (the optional extra
 # `tfaccel[ctranslate2]`) is written from the same description.
 _LEAN_TFLITE = ("ai_edge_litert.interpreter", "tfaccel.export.tflite_metadata")
-_LEAN_TFLITE += ("tfaccel.export.lean",)
+_LEAN_TFLITE += ("tfaccel.export.lean_runner",)
 _LEAN_ONNX = ("onnxruntime", "tfaccel.export.lean_onnx")
 _CT2 = ("ctranslate2", "tfaccel.export.ctranslate2")
 for _name, _runtime, _artifact, _verified, _weights, _exporter, _runner, _modules in (
     ("tflite_lean", "litert", "model_lean.tflite", "tokens", "int8",
-     "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
+     "export_lean_tflite", "tfaccel.export.lean_runner:LeanLiteRT", _LEAN_TFLITE),
     ("tflite_lean_fp32", "litert", "model_lean_fp32.tflite", "logits", "fp32",
-     "export_lean_tflite", "tfaccel.export.lean:LeanLiteRT", _LEAN_TFLITE),
+     "export_lean_tflite", "tfaccel.export.lean_runner:LeanLiteRT", _LEAN_TFLITE),
     ("saved_model_lean", "tensorflow", "saved_model_lean/<version>", "logits",
      "fp32", "export_lean_saved_model",
      "tfaccel.export.lean_saved_model:LeanSavedModel",

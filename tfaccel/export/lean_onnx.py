@@ -22,7 +22,7 @@ import pathlib
 
 from tfaccel._io import atomic_file, scratch_dir
 from tfaccel.errors import UserError
-from tfaccel.export.lean import (
+from tfaccel.export.lean_runner import (
     CONTRACT,
     DECODE_STEP,
     ENCODE,

@@ -26,7 +26,7 @@ import pathlib
 import numpy as np
 
 from tfaccel.errors import UserError
-from tfaccel.export.lean import (
+from tfaccel.export.lean_runner import (
     DECODE_STEP,
     ENCODE,
     GENERATE,
