@@ -14,7 +14,8 @@ one process, on the same batches of real test sources:
   Marian and faster-whisper models) on the same weights, written through
   its spec API (`tfaccel.export.ctranslate2`). It picks its int8 GEMM by
   CPU vendor: on AMD, time it again with `CT2_USE_MKL=1` and keep the
-  faster;
+  faster (on an AMD CPU without VNNI its default int8 saturates: compare
+  the WER too, README "int8 on CPUs without VNNI");
 - `openvino_int8`: OpenVINO's CPU plugin on tfaccel's lean ONNX graphs,
   weights compressed to int8 by NNCF (`tfaccel.bench.openvino`);
 - `tfmot_int8`, `tfmot_int8_calibrated`: the tf_keras twin, pruned 50% and

@@ -4,8 +4,9 @@ OpenVINO (`pip install "tfaccel[openvino]"`) reads the `onnx_lean` folder
 that `tfaccel.export.lean_onnx.convert` writes (float32), and NNCF's
 `compress_weights` stores the matmul weights as int8, symmetric, per output
 channel: the path OpenVINO documents for weight-only int8. Activations stay
-float32 (`INFERENCE_PRECISION_HINT`), as in tfaccel's `tflite_lean`, so the
-two run the same arithmetic on the same weights.
+float32 (`INFERENCE_PRECISION_HINT`; the kernels expand the int8 weights),
+where tfaccel's `tflite_lean` quantizes each activation row per call: both
+store int8 weights, and neither uses trained activation ranges.
 
 This is a benchmark peer (`tools/peers.py`, `tools/lean_speed.py`), not an
 export format: a user who picks OpenVINO converts tfaccel's ONNX themselves.
