@@ -71,6 +71,7 @@ def _run_targets(folder):
 
 def _artifact_target(path, given):
     from tfaccel.export import formats
+    from tfaccel.export.lean_saved_model import CONTRACT_FILE  # TF-free
 
     run_dir = _run_dir_of(path)
     if path.is_file() and path.suffix == ".keras":
@@ -87,7 +88,7 @@ def _artifact_target(path, given):
     ]
     versions = [path] if (path / "saved_model.pb").is_file() else versions
     for folder in sorted(versions, key=lambda p: -int(p.name)):
-        lean = (folder / "assets" / "tfaccel.contract.json").is_file()
+        lean = (folder / "assets" / CONTRACT_FILE).is_file()
         fmt = "saved_model_lean" if lean else "saved_model"
         return Target(fmt, fmt, str(folder), _run_dir_of(folder))
     # A folder named as `tfaccel.export` names it (onnx_lean, ctranslate2_int8).
